@@ -1,0 +1,366 @@
+"""Accounts: create, read, list (with their owners and external ids in two batched queries)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
+from service.db.types import utcnow, uuid7
+from service.errors import Conflict, InvalidInput, NotFound
+from service.kit.pagination import decode_cursor, trim_page
+from service.lifecycle import service as lifecycle_service
+from service.lifecycle.default_model import INITIAL_STAGE
+from service.lifecycle.models import Stage
+from service.lifecycle.transitions import record_initial_stage
+
+
+@dataclass
+class AccountView:
+    """An account with what belongs to it, ready to render."""
+
+    account: Account
+    quarterback: str | None
+    owners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    external_ids: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.account.model_dump(),
+            "quarterback": self.quarterback,
+            "owners": self.owners,
+            "external_ids": self.external_ids,
+        }
+
+
+@dataclass(frozen=True)
+class AccountFilter:
+    stage: str | None = None
+    segment: str | None = None
+    owner_id: str | None = None
+    search: str | None = None
+    external_id: str | None = None
+
+
+def parse_external_ref(value: str) -> tuple[str, str]:
+    source, sep, external_id = value.partition(":")
+    if not sep or not source or not external_id:
+        raise InvalidInput(
+            "external_id must look like SOURCE:ID, e.g. hubspot:123",
+            errors=[{"field": "external_id", "in": "query", "message": "expected SOURCE:ID"}],
+        )
+    return source, external_id
+
+
+async def _check_departments(
+    session: AsyncSession, workspace_id: uuid.UUID, departments: set[str]
+) -> None:
+    if not departments:
+        return
+    known = await lifecycle_service.department_keys(session, workspace_id=workspace_id)
+    unknown = sorted(departments - known)
+    if unknown:
+        raise InvalidInput(
+            f"unknown department {', '.join(unknown)}; one of {', '.join(sorted(known))}",
+            errors=[{"field": "owners", "in": "body", "message": "unknown department"}],
+        )
+
+
+async def _check_external_ids_free(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    external_ids: dict[str, str],
+    account_id: uuid.UUID | None = None,
+) -> None:
+    if not external_ids:
+        return
+    clauses = [
+        (AccountExternalId.source == source) & (AccountExternalId.external_id == external_id)
+        for source, external_id in external_ids.items()
+    ]
+    statement = select(AccountExternalId).where(
+        AccountExternalId.workspace_id == workspace_id, or_(*clauses)
+    )
+    for taken in (await session.scalars(statement)).all():
+        if taken.account_id != account_id:
+            raise Conflict(
+                f"{taken.source}:{taken.external_id} already belongs to account {taken.account_id}",
+                account_id=str(taken.account_id),
+            )
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    name: str,
+    domain: str | None = None,
+    segment: str = "mid_touch",
+    arr: Decimal = Decimal("0"),
+    currency: str = "USD",
+    stage: str | None = None,
+    owners: dict[str, dict[str, Any]] | None = None,
+    external_ids: dict[str, str] | None = None,
+    actor: str | None = None,
+) -> AccountView:
+    owners = owners or {}
+    external_ids = external_ids or {}
+    stages = {
+        s.key: s for s in await lifecycle_service.list_stages(session, workspace_id=workspace_id)
+    }
+    stage = stage or INITIAL_STAGE
+    if stage not in stages:
+        raise InvalidInput(
+            f"unknown stage {stage!r}; one of {', '.join(stages)}",
+            errors=[{"field": "stage", "in": "body", "message": "unknown stage"}],
+        )
+    await _check_departments(session, workspace_id, set(owners))
+    await _check_external_ids_free(session, workspace_id, external_ids)
+    now = utcnow()
+    account = Account(
+        id=uuid7(),
+        workspace_id=workspace_id,
+        name=name,
+        domain=domain,
+        segment=segment,
+        arr=arr,
+        currency=currency,
+        stage=stage,
+        stage_entered_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(account)
+    await session.flush()
+    await _write_owners(session, account, owners)
+    await _write_external_ids(session, account, external_ids)
+    await record_initial_stage(
+        session, workspace_id=workspace_id, account_id=account.id, stage=stage, actor=actor, now=now
+    )
+    return AccountView(
+        account=account,
+        quarterback=stages[stage].quarterback,
+        owners={
+            dept: {"user_id": o["user_id"], "name": o.get("name")} for dept, o in owners.items()
+        },
+        external_ids=dict(external_ids),
+    )
+
+
+async def _write_owners(
+    session: AsyncSession, account: Account, owners: dict[str, dict[str, Any] | None]
+) -> None:
+    if not owners:
+        return
+    await session.execute(
+        delete(AccountOwner).where(
+            AccountOwner.account_id == account.id, AccountOwner.department.in_(list(owners))
+        )
+    )
+    rows = [
+        {
+            "id": uuid7(),
+            "workspace_id": account.workspace_id,
+            "account_id": account.id,
+            "department": department,
+            "user_id": owner["user_id"],
+            "user_name": owner.get("name"),
+        }
+        for department, owner in owners.items()
+        if owner is not None
+    ]
+    if rows:
+        await session.execute(insert(AccountOwner), rows)
+
+
+async def _write_external_ids(
+    session: AsyncSession, account: Account, external_ids: dict[str, str | None]
+) -> None:
+    if not external_ids:
+        return
+    await session.execute(
+        delete(AccountExternalId).where(
+            AccountExternalId.account_id == account.id,
+            AccountExternalId.source.in_(list(external_ids)),
+        )
+    )
+    rows = [
+        {
+            "id": uuid7(),
+            "workspace_id": account.workspace_id,
+            "account_id": account.id,
+            "source": source,
+            "external_id": external_id,
+        }
+        for source, external_id in external_ids.items()
+        if external_id is not None
+    ]
+    if rows:
+        await session.execute(insert(AccountExternalId), rows)
+
+
+async def _views(
+    session: AsyncSession, workspace_id: uuid.UUID, accounts: list[Account]
+) -> list[AccountView]:
+    """Attach owners, external ids and quarterbacks: three queries whatever the page size."""
+    if not accounts:
+        return []
+    ids = [account.id for account in accounts]
+    quarterbacks = dict(
+        (
+            await session.execute(
+                select(Stage.key, Stage.quarterback).where(Stage.workspace_id == workspace_id)
+            )
+        ).all()
+    )
+    owners: dict[uuid.UUID, dict[str, dict[str, Any]]] = defaultdict(dict)
+    owner_rows = await session.scalars(
+        select(AccountOwner).where(
+            AccountOwner.workspace_id == workspace_id, AccountOwner.account_id.in_(ids)
+        )
+    )
+    for owner in owner_rows:
+        owners[owner.account_id][owner.department] = {
+            "user_id": owner.user_id,
+            "name": owner.user_name,
+        }
+    external: dict[uuid.UUID, dict[str, str]] = defaultdict(dict)
+    external_rows = await session.scalars(
+        select(AccountExternalId).where(
+            AccountExternalId.workspace_id == workspace_id, AccountExternalId.account_id.in_(ids)
+        )
+    )
+    for ref in external_rows:
+        external[ref.account_id][ref.source] = ref.external_id
+    return [
+        AccountView(
+            account=account,
+            quarterback=quarterbacks.get(account.stage),
+            owners=owners.get(account.id, {}),
+            external_ids=external.get(account.id, {}),
+        )
+        for account in accounts
+    ]
+
+
+async def _get(session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID) -> Account:
+    account = await session.scalar(
+        select(Account).where(Account.workspace_id == workspace_id, Account.id == account_id)
+    )
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+async def get_account(
+    session: AsyncSession, *, workspace_id: uuid.UUID, account_id: uuid.UUID
+) -> AccountView:
+    account = await _get(session, workspace_id, account_id)
+    return (await _views(session, workspace_id, [account]))[0]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_accounts(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    filters: AccountFilter,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[AccountView], str | None]:
+    statement = select(Account).where(Account.workspace_id == workspace_id)
+    if filters.stage:
+        statement = statement.where(Account.stage == filters.stage)
+    if filters.segment:
+        statement = statement.where(Account.segment == filters.segment)
+    if filters.owner_id:
+        statement = statement.where(
+            Account.id.in_(
+                select(AccountOwner.account_id).where(
+                    AccountOwner.workspace_id == workspace_id,
+                    AccountOwner.user_id == filters.owner_id,
+                )
+            )
+        )
+    if filters.search:
+        pattern = f"%{_escape_like(filters.search.lower())}%"
+        statement = statement.where(func.lower(Account.name).like(pattern, escape="\\"))
+    if filters.external_id:
+        source, external_id = parse_external_ref(filters.external_id)
+        statement = statement.where(
+            Account.id.in_(
+                select(AccountExternalId.account_id).where(
+                    AccountExternalId.workspace_id == workspace_id,
+                    AccountExternalId.source == source,
+                    AccountExternalId.external_id == external_id,
+                )
+            )
+        )
+    after = decode_cursor(cursor)
+    if after is not None:
+        statement = statement.where(Account.id > after)
+    accounts = list((await session.scalars(statement.order_by(Account.id).limit(limit + 1))).all())
+    accounts, next_cursor = trim_page(accounts, limit, lambda account: account.id)
+    return await _views(session, workspace_id, accounts), next_cursor
+
+
+async def update_account(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    changes: dict[str, Any],
+) -> AccountView:
+    account = await _get(session, workspace_id, account_id)
+    owners = changes.pop("owners", None)
+    external_ids = changes.pop("external_ids", None)
+    if owners:
+        await _check_departments(session, workspace_id, set(owners))
+    if external_ids:
+        await _check_external_ids_free(
+            session,
+            workspace_id,
+            {k: v for k, v in external_ids.items() if v is not None},
+            account_id=account.id,
+        )
+    for name, value in changes.items():
+        if value is None and name != "domain":
+            raise InvalidInput(f"{name} cannot be null", errors=[{"field": name, "in": "body"}])
+        setattr(account, name, value)
+    account.updated_at = utcnow()
+    await session.flush()
+    if owners:
+        await _write_owners(session, account, owners)
+    if external_ids:
+        await _write_external_ids(session, account, external_ids)
+    return (await _views(session, workspace_id, [account]))[0]
+
+
+async def list_transitions(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[StageTransition], str | None]:
+    await _get(session, workspace_id, account_id)
+    statement = select(StageTransition).where(
+        StageTransition.workspace_id == workspace_id, StageTransition.account_id == account_id
+    )
+    after = decode_cursor(cursor)
+    if after is not None:
+        statement = statement.where(StageTransition.id > after)
+    rows = list(
+        (await session.scalars(statement.order_by(StageTransition.id).limit(limit + 1))).all()
+    )
+    return trim_page(rows, limit, lambda row: row.id)

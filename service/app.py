@@ -1,0 +1,85 @@
+"""The ASGI application: wiring only. Engine and sessionmaker live in the lifespan state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service import __version__
+from service.accounts.routes import router as accounts_router
+from service.config import Settings, get_settings
+from service.db.engine import create_engine, create_sessionmaker
+from service.errors import install_error_handlers, problem, problem_response
+from service.lifecycle.routes import router as lifecycle_router
+from service.tasks.routes import router as tasks_router
+from service.workspaces.routes import router as workspaces_router
+
+DESCRIPTION = """\
+Quarterback keeps every customer account on a lifecycle (QUALIFY → ACQUIRE → IMPLEMENT →
+VALUE → RENEW → EXPAND), knows which department is the quarterback of each stage, and raises
+a handoff task for the next quarterback whenever a move changes who leads the customer.
+
+Every `/v1` route needs `Authorization: Bearer <api key>`. Errors are
+`application/problem+json` (RFC 9457) with a stable `code`.
+"""
+
+
+class State(TypedDict):
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings
+
+
+def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        owned = engine is None
+        active = engine or create_engine(settings)
+        try:
+            yield {
+                "engine": active,
+                "sessionmaker": create_sessionmaker(active),
+                "settings": settings,
+            }
+        finally:
+            if owned:
+                await active.dispose()
+
+    app = FastAPI(
+        title="Quarterback",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    for router in (workspaces_router, lifecycle_router, accounts_router, tasks_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Database down."}})
+    async def readyz(request: Request) -> Any:
+        """The database answers."""
+        try:
+            async with request.state.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure to reach the database means not ready
+            body = problem(
+                503, "not_ready", "Not ready", f"database unreachable: {type(exc).__name__}"
+            )
+            return problem_response(body)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    return app

@@ -1,0 +1,213 @@
+"""The `quarterback` command line: serve, migrate, workspaces, demo, schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+
+app = typer.Typer(help="Quarterback: customer lifecycle handoffs.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Create and list workspaces.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise fail(f"{'QB_' + field.upper() if field else 'settings'}: {message}") from None
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def run_db(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(engine)`; turn an unreachable database into one clear line."""
+    from service.db.engine import create_engine
+
+    async def main() -> T:
+        engine = create_engine(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise fail(
+            f"cannot use the database at {safe_url(settings.database_url)}: "
+            f"{type(reason).__name__}: {str(reason).splitlines()[0] if str(reason) else ''}"
+        ) from None
+
+
+async def _migrate(engine: Any) -> None:
+    from service.db.migrate import upgrade
+
+    await upgrade(engine)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = load_settings()
+    run_db(settings, _migrate)
+    console.print(f"migrated {safe_url(settings.database_url)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (QB_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (QB_PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL only).")] = 1,
+    demo: Annotated[bool, typer.Option(help="Create the demo workspace and print a key.")] = False,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")
+    ] = True,
+) -> None:
+    """Serve the REST API (and later GraphQL) with uvicorn."""
+    import uvicorn
+
+    settings = load_settings(host=host, port=port)
+    if workers > 1 and settings.is_sqlite:
+        raise fail(
+            "SQLite serves one process; set QB_DATABASE_URL to PostgreSQL to run several workers"
+        )
+    if migrate_first:
+        run_db(settings, _migrate)
+    if demo:
+        _print_demo(settings)
+    # Workers re-read settings from the environment; pass on what the flags changed.
+    import os
+
+    os.environ["QB_HOST"], os.environ["QB_PORT"] = settings.host, str(settings.port)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+def _print_demo(settings: Settings) -> None:
+    from service.db.engine import create_sessionmaker
+    from service.demo import curl_examples, ensure_demo
+
+    async def work(engine: Any) -> Any:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await ensure_demo(session)
+
+    key = run_db(settings, work)
+    console.print(
+        f"\n[bold]Demo workspace[/] {key.workspace_id}"
+        + (" (created)" if key.created else "")
+        + f"\nAdmin API key (shown once): [bold green]{key.api_key}[/]\n\nTry:",
+        highlight=False,
+    )
+    for line in curl_examples(settings.base_url, key.api_key):
+        print(f"  {line}")
+    print(flush=True)
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    renewal_quarterback: Annotated[
+        str, typer.Option(help="Quarterback of RENEW: csm, sales or revops.")
+    ] = "csm",
+    timezone: Annotated[str, typer.Option(help="IANA time zone for due dates.")] = "UTC",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Create a workspace and print its id and an admin API key (shown once)."""
+    from service.db.engine import create_sessionmaker
+    from service.errors import QuarterbackError
+    from service.workspaces import service as workspaces_service
+
+    settings = load_settings()
+
+    async def work(engine: Any) -> tuple[str, str]:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            try:
+                workspace = await workspaces_service.create_workspace(
+                    session,
+                    name=name,
+                    renewal_quarterback=renewal_quarterback,
+                    timezone=timezone,
+                )
+            except QuarterbackError as exc:
+                raise fail(exc.detail, code=2) from None
+            _, raw_key = await workspaces_service.create_api_key(
+                session, workspace_id=workspace.id, name="admin (cli)", scopes=["admin"]
+            )
+            return str(workspace.id), raw_key
+
+    workspace_id, raw_key = run_db(settings, work)
+    if as_json:
+        print(json.dumps({"workspace_id": workspace_id, "api_key": raw_key}))
+    else:
+        console.print(f"workspace id: {workspace_id}\nadmin API key (shown once): {raw_key}")
+
+
+@workspace_app.command("list")
+def workspace_list() -> None:
+    """List workspaces."""
+    from sqlalchemy import select
+
+    from service.workspaces.models import Workspace
+
+    settings = load_settings()
+
+    async def work(engine: Any) -> list[tuple[str, str]]:
+        async with engine.connect() as connection:
+            rows = await connection.execute(select(Workspace.id, Workspace.name))
+            return [(str(r.id), r.name) for r in rows]
+
+    for workspace_id, name in run_db(settings, work):
+        print(f"{workspace_id}  {name}")
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option(help="Project root to write into.")] = Path("."),
+) -> None:
+    """Write the generated contracts: openapi/openapi.json."""
+    from service.contracts import write_contracts
+
+    for path in write_contracts(out):
+        console.print(f"wrote {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

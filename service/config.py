@@ -1,0 +1,78 @@
+"""Settings, read once from `QB_` environment variables (or a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg"}
+# Plain URLs as people paste them from their cloud console; we pick the async driver for them.
+DRIVER_ALIASES = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+}
+
+
+def normalize_database_url(value: str) -> str:
+    """Return the URL with an async driver, or raise ValueError with a message a person can act on."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            f"{value!r} is not a database URL; expected e.g. "
+            "sqlite+aiosqlite:///./quarterback.db or postgresql+asyncpg://user@host:5432/db"
+        ) from None
+    drivername = DRIVER_ALIASES.get(url.drivername, url.drivername)
+    if drivername not in SUPPORTED_DRIVERS:
+        raise ValueError(
+            f"{url.drivername!r} is not supported; use "
+            "sqlite+aiosqlite (embedded) and postgresql+asyncpg (production)"
+        )
+    return url.set(drivername=drivername).render_as_string(hide_password=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QB_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./quarterback.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite (embedded default) or postgresql+asyncpg.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    db_pool_size: int = Field(
+        default=4, ge=1, le=100, description="Connections per worker (PostgreSQL)."
+    )
+    public_url: str | None = Field(
+        default=None, description="Public base URL, used in printed examples and links."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

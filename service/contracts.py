@@ -1,0 +1,26 @@
+"""Generated contract files; `make schemas` writes them and a test fails when they are stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from service.config import Settings
+
+
+def openapi_document() -> dict[str, Any]:
+    from service.app import create_app
+
+    return create_app(Settings()).openapi()
+
+
+def render_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_contracts(root: Path) -> list[Path]:
+    path = root / "openapi" / "openapi.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_json(openapi_document()))
+    return [path]

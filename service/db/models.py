@@ -1,0 +1,33 @@
+"""Column helpers shared by every table model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field
+
+import service.db.base  # noqa: F401  (the naming convention must exist before any table)
+from service.db.types import UTCDateTime, utcnow, uuid7
+
+
+def id_field() -> Any:
+    return Field(default_factory=uuid7, primary_key=True)
+
+
+def workspace_field() -> Any:
+    # Every table carries workspace_id: the tenant key of every query, and the distribution
+    # column should the schema ever be sharded by workspace.
+    return Field(foreign_key="workspaces.id", ondelete="CASCADE", index=True, nullable=False)
+
+
+def created_at_field() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def timestamp_field(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+def json_field(default_factory: Any = list) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))

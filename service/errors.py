@@ -1,0 +1,179 @@
+"""Typed domain errors and their one rendering: `application/problem+json` (RFC 9457).
+
+A domain error names the condition (`TransitionNotAllowed`), carries the fields a client
+needs to recover (`allowed_stages`), and maps to exactly one HTTP status and one stable code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("quarterback.errors")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://quarterback.dev/problems/"
+
+
+class QuarterbackError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return problem(self.status, self.code, self.title, self.detail, **self.extra)
+
+
+class NotAuthenticated(QuarterbackError):
+    """No API key, or one that does not exist or was revoked."""
+
+    status, code, title = 401, "not_authenticated", "Not authenticated"
+
+
+class PermissionDenied(QuarterbackError):
+    """The key is valid but lacks the scope the operation needs."""
+
+    status, code, title = 403, "permission_denied", "Permission denied"
+
+
+class NotFound(QuarterbackError):
+    """The resource does not exist in the caller's workspace."""
+
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(QuarterbackError):
+    """The request is valid but clashes with the current state."""
+
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class TransitionNotAllowed(Conflict):
+    """The account's current stage does not allow a move to the requested stage."""
+
+    code, title = "transition_not_allowed", "Transition not allowed"
+
+
+class StageChanged(Conflict):
+    """The account moved on since the caller looked (optimistic `from_stage` check)."""
+
+    code, title = "stage_changed", "Stage changed"
+
+
+class TaskStatusNotAllowed(Conflict):
+    """The task's status does not allow the requested change."""
+
+    code, title = "task_status_not_allowed", "Task status change not allowed"
+
+
+class InvalidInput(QuarterbackError):
+    """The request is well-formed JSON but its values break a domain rule."""
+
+    status, code, title = 422, "invalid_input", "Invalid input"
+
+
+class ServiceUnavailable(QuarterbackError):
+    """The database is unreachable or busy; the request can be retried."""
+
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        errors.append(
+            {
+                "field": ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc),
+                "in": loc[0] if loc else "body",
+                "message": error.get("msg", "invalid"),
+                "type": error.get("type", "value_error"),
+            }
+        )
+    return errors
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("not_authenticated", "Not authenticated"),
+    403: ("permission_denied", "Permission denied"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("invalid_input", "Invalid input"),
+    429: ("too_many_requests", "Too many requests"),
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QuarterbackError)
+    async def _domain(_: Request, exc: QuarterbackError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(exc.body(), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        detail = f"{first['field'] or 'request'}: {first['message']}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        body = problem(422, "validation_failed", "Request validation failed", detail, errors=errors)
+        return problem_response(body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem_response(problem(exc.status_code, code, title, detail), exc.headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Services check uniqueness first; this is the race they cannot see (two inserts at once).
+        logger.info("integrity conflict: %s", exc.orig)
+        body = problem(
+            409, "conflict", "Conflict", "the change clashes with a concurrent change; retry"
+        )
+        return problem_response(body)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(_: Request, exc: DBAPIError) -> JSONResponse:
+        logger.warning("database unavailable: %s", exc.orig)
+        body = problem(
+            503, "service_unavailable", "Service unavailable", "the database is busy; retry"
+        )
+        return problem_response(body, {"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        body = problem(500, "internal_error", "Internal error", "an unexpected error occurred")
+        return problem_response(body)

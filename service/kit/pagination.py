@@ -1,0 +1,52 @@
+"""Cursor pagination on time-ordered (UUIDv7) primary keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from service.errors import InvalidInput
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(
+            "cursor is not valid; pass the next_cursor of the previous page unchanged",
+            errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}],
+        ) from None
+
+
+def trim_page(
+    rows: list[T], limit: int, id_of: Callable[[T], uuid.UUID]
+) -> tuple[list[T], str | None]:
+    """Drop the one extra row fetched to learn whether another page exists; return the cursor."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(id_of(rows[-1]))
+    return rows, None

@@ -1,0 +1,512 @@
+"""Tasks and handoffs: raising them, changing them, and the audit trail of every change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.accounts.models import Account, AccountOwner
+from service.db.types import utcnow, uuid7
+from service.errors import Conflict, InvalidInput, NotFound, TaskStatusNotAllowed
+from service.kit.dates import add_business_days, local_today
+from service.kit.pagination import decode_cursor, trim_page
+from service.lifecycle import default_model
+from service.tasks.models import Task, TaskActivity
+from service.workspaces.models import Workspace
+
+STATUSES = ("open", "in_progress", "done", "cancelled")
+ALLOWED_STATUS_CHANGES: dict[str, frozenset[str]] = {
+    "open": frozenset({"in_progress", "done", "cancelled"}),
+    "in_progress": frozenset({"open", "done", "cancelled"}),
+    "done": frozenset(),
+    "cancelled": frozenset(),
+}
+PRIORITIES = ("low", "normal", "high", "urgent")
+KIND_HANDOFF = "handoff"
+KIND_REWORK = "handoff_rework"
+
+
+def department_label(key: str) -> str:
+    return default_model.DEPARTMENTS.get(key, key.replace("_", " ").title())
+
+
+def checklist_items(texts: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{"id": uuid.uuid4().hex[:12], "text": text, "done": False} for text in texts]
+
+
+def _activity(
+    task_id: uuid.UUID,
+    workspace_id: uuid.UUID,
+    action: str,
+    actor: str | None,
+    changes: dict[str, Any] | None = None,
+    comment: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": uuid7(),
+        "workspace_id": workspace_id,
+        "task_id": task_id,
+        "action": action,
+        "actor": actor,
+        "changes": changes or {},
+        "comment": comment,
+        "occurred_at": now or utcnow(),
+    }
+
+
+async def raise_handoff(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    account_name: str,
+    from_department: str,
+    to_department: str,
+    from_stage: str | None,
+    to_stage: str | None,
+    transition_id: uuid.UUID | None,
+    timezone: str,
+    context: dict[str, Any] | None = None,
+    assignee_id: str | None = None,
+    assignee_name: str | None = None,
+    actor: str | None = None,
+    parent_task_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> Task:
+    """Write a handoff task for the receiving quarterback (two inserts, no reads)."""
+    now = now or utcnow()
+    checklist = default_model.HANDOFF_CHECKLISTS.get(
+        (from_department, to_department), default_model.DEFAULT_CHECKLIST
+    )
+    task = Task(
+        id=uuid7(),
+        workspace_id=workspace_id,
+        account_id=account_id,
+        kind=KIND_HANDOFF,
+        title=(
+            f"Handoff: {account_name} from {department_label(from_department)} "
+            f"to {department_label(to_department)}"
+        ),
+        department=to_department,
+        status="open",
+        priority="high",
+        assignee_id=assignee_id,
+        assignee_name=assignee_name,
+        due_on=add_business_days(
+            local_today(now, timezone), default_model.HANDOFF_DUE_BUSINESS_DAYS
+        ),
+        checklist=checklist_items(checklist),
+        from_department=from_department,
+        to_department=to_department,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        context=_clean_context(context),
+        handoff_status="pending",
+        transition_id=transition_id,
+        parent_task_id=parent_task_id,
+        created_at=now,
+        updated_at=now,
+    )
+    await session.execute(insert(Task).values(**task.model_dump()))
+    await session.execute(
+        insert(TaskActivity).values(**_activity(task.id, workspace_id, "created", actor, now=now))
+    )
+    return task
+
+
+def _clean_context(context: dict[str, Any] | None) -> dict[str, Any]:
+    context = dict(context or {})
+    return {
+        "notes": context.get("notes"),
+        "links": list(context.get("links") or []),
+        "risks": list(context.get("risks") or []),
+    }
+
+
+async def create_task(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    title: str,
+    department: str,
+    due_on: date | None,
+    priority: str,
+    checklist: list[str],
+    assignee_id: str | None,
+    assignee_name: str | None,
+    actor: str | None,
+    known_departments: set[str],
+) -> Task:
+    if department not in known_departments:
+        raise InvalidInput(
+            f"unknown department {department!r}; one of {', '.join(sorted(known_departments))}",
+            errors=[{"field": "department", "in": "body", "message": "unknown department"}],
+        )
+    await _require_account(session, workspace_id, account_id)
+    now = utcnow()
+    task = Task(
+        workspace_id=workspace_id,
+        account_id=account_id,
+        kind="task",
+        title=title,
+        department=department,
+        priority=priority,
+        due_on=due_on,
+        checklist=checklist_items(checklist),
+        assignee_id=assignee_id,
+        assignee_name=assignee_name,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(task)
+    session.add(TaskActivity(**_activity(task.id, workspace_id, "created", actor, now=now)))
+    await session.flush()
+    return task
+
+
+async def _require_account(
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID
+) -> Account:
+    account = await session.scalar(
+        select(Account).where(Account.workspace_id == workspace_id, Account.id == account_id)
+    )
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+async def get_task(
+    session: AsyncSession, *, workspace_id: uuid.UUID, task_id: uuid.UUID, for_update: bool = False
+) -> Task:
+    statement = select(Task).where(Task.workspace_id == workspace_id, Task.id == task_id)
+    if for_update:
+        statement = statement.with_for_update()
+    task = await session.scalar(statement)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    department: str | None = None
+    status: list[str] | None = None
+    account_id: uuid.UUID | None = None
+    assignee_id: str | None = None
+    due_before: date | None = None
+    kind: str | None = None
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    filters: TaskFilter,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Task], str | None]:
+    statement = select(Task).where(Task.workspace_id == workspace_id)
+    if filters.department:
+        statement = statement.where(Task.department == filters.department)
+    if filters.status:
+        unknown = set(filters.status) - set(STATUSES)
+        if unknown:
+            raise InvalidInput(
+                f"unknown status {', '.join(sorted(unknown))}; one of {', '.join(STATUSES)}",
+                errors=[{"field": "status", "in": "query", "message": "unknown status"}],
+            )
+        statement = statement.where(Task.status.in_(filters.status))
+    if filters.account_id:
+        statement = statement.where(Task.account_id == filters.account_id)
+    if filters.assignee_id:
+        statement = statement.where(Task.assignee_id == filters.assignee_id)
+    if filters.due_before:
+        statement = statement.where(Task.due_on < filters.due_before)
+    if filters.kind:
+        statement = statement.where(Task.kind == filters.kind)
+    after = decode_cursor(cursor)
+    if after is not None:
+        statement = statement.where(Task.id > after)
+    rows = list((await session.scalars(statement.order_by(Task.id).limit(limit + 1))).all())
+    return trim_page(rows, limit, lambda task: task.id)
+
+
+async def list_activity(
+    session: AsyncSession, *, workspace_id: uuid.UUID, task_id: uuid.UUID
+) -> list[TaskActivity]:
+    await get_task(session, workspace_id=workspace_id, task_id=task_id)
+    result = await session.scalars(
+        select(TaskActivity)
+        .where(TaskActivity.workspace_id == workspace_id, TaskActivity.task_id == task_id)
+        .order_by(TaskActivity.id)
+    )
+    return list(result.all())
+
+
+def _check_status_change(task: Task, new_status: str) -> None:
+    if new_status not in STATUSES:
+        raise InvalidInput(f"unknown status {new_status!r}; one of {', '.join(STATUSES)}")
+    if new_status == task.status:
+        return
+    allowed = ALLOWED_STATUS_CHANGES[task.status]
+    if new_status not in allowed:
+        raise TaskStatusNotAllowed(
+            f"a {task.status} task cannot become {new_status}"
+            + (f"; it can become {', '.join(sorted(allowed))}" if allowed else "; it is closed"),
+            current_status=task.status,
+            allowed_statuses=sorted(allowed),
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+async def update_task(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    task_id: uuid.UUID,
+    changes: dict[str, Any],
+    actor: str | None,
+) -> Task:
+    """Apply a partial update; every changed field is written to the task's activity."""
+    task = await get_task(session, workspace_id=workspace_id, task_id=task_id, for_update=True)
+    if "status" in changes and changes["status"] is not None:
+        _check_status_change(task, changes["status"])
+        if task.kind == KIND_HANDOFF and task.handoff_status == "pending":
+            if changes["status"] in ("in_progress", "done"):
+                raise Conflict(
+                    "accept the handoff first (POST /v1/tasks/{id}/accept), or reject it",
+                    handoff_status=task.handoff_status,
+                )
+    if "priority" in changes and changes["priority"] not in PRIORITIES:
+        raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}")
+    if "checklist" in changes and changes["checklist"] is not None:
+        changes["checklist"] = _merge_checklist(task.checklist, changes["checklist"])
+    if "context" in changes and changes["context"] is not None:
+        changes["context"] = _clean_context({**task.context, **changes["context"]})
+    diff: dict[str, list[Any]] = {}
+    for field, value in changes.items():
+        if field in ("status", "checklist", "context") and value is None:
+            continue
+        old = getattr(task, field)
+        if old != value:
+            diff[field] = [_jsonable(old), _jsonable(value)]
+            setattr(task, field, value)
+    if not diff:
+        return task
+    now = utcnow()
+    task.updated_at = now
+    session.add(TaskActivity(**_activity(task.id, workspace_id, "updated", actor, diff, now=now)))
+    if "status" in diff and task.kind == KIND_REWORK and task.status == "done":
+        await _resubmit_handoff(session, rework=task, actor=actor, now=now)
+    await session.flush()
+    return task
+
+
+def _merge_checklist(
+    current: list[dict[str, Any]], incoming: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Replace the checklist; items keep their id, new items (no id) get one."""
+    known = {item["id"]: item for item in current}
+    merged = []
+    for item in incoming:
+        item_id = item.get("id")
+        if item_id is not None and item_id not in known:
+            raise InvalidInput(f"checklist item {item_id!r} does not exist on this task")
+        base = known.get(item_id, {}) if item_id else {}
+        text = item.get("text") if item.get("text") is not None else base.get("text")
+        if not text:
+            raise InvalidInput("a new checklist item needs a text")
+        merged.append(
+            {
+                "id": item_id or uuid.uuid4().hex[:12],
+                "text": text,
+                "done": bool(item.get("done", base.get("done", False))),
+            }
+        )
+    return merged
+
+
+async def set_checklist_item(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    task_id: uuid.UUID,
+    item_id: str,
+    done: bool,
+    actor: str | None,
+) -> Task:
+    task = await get_task(session, workspace_id=workspace_id, task_id=task_id)
+    if not any(item["id"] == item_id for item in task.checklist):
+        raise NotFound(f"checklist item {item_id!r} not found on task {task_id}")
+    checklist = [
+        {**item, "done": done} if item["id"] == item_id else item for item in task.checklist
+    ]
+    return await update_task(
+        session,
+        workspace_id=workspace_id,
+        task_id=task_id,
+        changes={"checklist": checklist},
+        actor=actor,
+    )
+
+
+async def accept_handoff(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    task_id: uuid.UUID,
+    actor: str | None,
+    assignee_id: str | None = None,
+    assignee_name: str | None = None,
+    comment: str | None = None,
+) -> Task:
+    task = await _pending_handoff(session, workspace_id, task_id)
+    now = utcnow()
+    diff: dict[str, list[Any]] = {"handoff_status": ["pending", "accepted"]}
+    task.handoff_status = "accepted"
+    if task.status == "open":
+        diff["status"] = ["open", "in_progress"]
+        task.status = "in_progress"
+    if assignee_id is not None and assignee_id != task.assignee_id:
+        diff["assignee_id"] = [task.assignee_id, assignee_id]
+        task.assignee_id, task.assignee_name = assignee_id, assignee_name
+    task.updated_at = now
+    session.add(
+        TaskActivity(**_activity(task.id, workspace_id, "accepted", actor, diff, comment, now))
+    )
+    await session.flush()
+    return task
+
+
+async def reject_handoff(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    task_id: uuid.UUID,
+    reason: str,
+    actor: str | None,
+) -> tuple[Task, Task]:
+    """Send a handoff back: it is closed as rejected and the previous quarterback gets a task."""
+    if not reason or not reason.strip():
+        raise InvalidInput(
+            "rejecting a handoff needs a reason the previous quarterback can act on",
+            errors=[{"field": "reason", "in": "body", "message": "required"}],
+        )
+    task = await _pending_handoff(session, workspace_id, task_id)
+    if task.from_department is None:
+        raise Conflict("this handoff has no previous quarterback to return it to")
+    now = utcnow()
+    task.handoff_status, task.handoff_reason = "rejected", reason
+    previous_status, task.status = task.status, "cancelled"
+    task.updated_at = now
+    diff = {"handoff_status": ["pending", "rejected"], "status": [previous_status, "cancelled"]}
+    session.add(
+        TaskActivity(**_activity(task.id, workspace_id, "rejected", actor, diff, reason, now))
+    )
+    account = await _require_account(session, workspace_id, task.account_id)
+    owner = await _owner(session, task.account_id, task.from_department)
+    rework = Task(
+        workspace_id=workspace_id,
+        account_id=task.account_id,
+        kind=KIND_REWORK,
+        title=(
+            f"Handoff returned: {account.name} — {department_label(task.department)} "
+            f"needs more from {department_label(task.from_department)}"
+        ),
+        department=task.from_department,
+        priority="high",
+        assignee_id=owner.user_id if owner else None,
+        assignee_name=owner.user_name if owner else None,
+        due_on=add_business_days(
+            local_today(now, await _timezone(session, workspace_id)),
+            default_model.HANDOFF_DUE_BUSINESS_DAYS,
+        ),
+        checklist=checklist_items(("Address the reason the handoff was returned",)),
+        from_department=task.from_department,
+        to_department=task.to_department,
+        from_stage=task.from_stage,
+        to_stage=task.to_stage,
+        context={**task.context, "rejection_reason": reason},
+        handoff_reason=reason,
+        transition_id=task.transition_id,
+        parent_task_id=task.id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(rework)
+    session.add(
+        TaskActivity(
+            **_activity(rework.id, workspace_id, "created", actor, comment=reason, now=now)
+        )
+    )
+    await session.flush()
+    return task, rework
+
+
+async def _resubmit_handoff(
+    session: AsyncSession, *, rework: Task, actor: str | None, now: datetime
+) -> None:
+    """A finished rework hands the customer over again, with the updated context."""
+    account = await _require_account(session, rework.workspace_id, rework.account_id)
+    context = {key: rework.context.get(key) for key in ("notes", "links", "risks")}
+    to_department = rework.to_department or rework.department
+    owner = await _owner(session, rework.account_id, to_department)
+    await raise_handoff(
+        session,
+        workspace_id=rework.workspace_id,
+        account_id=rework.account_id,
+        account_name=account.name,
+        from_department=rework.from_department or rework.department,
+        to_department=to_department,
+        from_stage=rework.from_stage,
+        to_stage=rework.to_stage,
+        transition_id=rework.transition_id,
+        timezone=await _timezone(session, rework.workspace_id),
+        context=context,
+        assignee_id=owner.user_id if owner else None,
+        assignee_name=owner.user_name if owner else None,
+        actor=actor,
+        parent_task_id=rework.id,
+        now=now,
+    )
+
+
+async def _owner(
+    session: AsyncSession, account_id: uuid.UUID, department: str
+) -> AccountOwner | None:
+    return await session.scalar(
+        select(AccountOwner).where(
+            AccountOwner.account_id == account_id, AccountOwner.department == department
+        )
+    )
+
+
+async def _timezone(session: AsyncSession, workspace_id: uuid.UUID) -> str:
+    return (
+        await session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id))
+    ) or "UTC"
+
+
+async def _pending_handoff(
+    session: AsyncSession, workspace_id: uuid.UUID, task_id: uuid.UUID
+) -> Task:
+    task = await get_task(session, workspace_id=workspace_id, task_id=task_id, for_update=True)
+    if task.kind != KIND_HANDOFF:
+        raise Conflict(f"task {task_id} is a {task.kind}, not a handoff")
+    if task.handoff_status != "pending":
+        raise Conflict(
+            f"this handoff was already {task.handoff_status}", handoff_status=task.handoff_status
+        )
+    return task

@@ -1,0 +1,48 @@
+"""The one gate to `/v1`: a bearer API key, resolved to a workspace and its scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.session import get_session
+from service.errors import NotAuthenticated, PermissionDenied
+from service.workspaces import service as workspaces_service
+from service.workspaces.service import Principal
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_principal(request: Request, session: SessionDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise NotAuthenticated("send the API key as `Authorization: Bearer <key>`")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("the Authorization header must be `Bearer <key>`")
+    principal = await workspaces_service.authenticate(session, token.strip())
+    request.state.principal = principal
+    return principal
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits keys granting `scope` (admin grants all, write grants read)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if scope not in principal.scopes:
+            raise PermissionDenied(
+                f"this operation needs the {scope!r} scope; the key has "
+                f"{', '.join(sorted(principal.scopes)) or 'none'}",
+                required_scope=scope,
+            )
+        return principal
+
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,204 @@
+"""Workspaces and API keys: creation, seeding of the lifecycle model, authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.types import utcnow, uuid7
+from service.errors import InvalidInput, NotAuthenticated, NotFound
+from service.kit.dates import is_valid_timezone
+from service.lifecycle import default_model
+from service.lifecycle.models import Department, Stage
+from service.workspaces.models import ApiKey, Workspace
+
+SCOPES = ("admin", "write", "read", "forecast:read")
+# A scope on the left grants everything on the right as well.
+IMPLIED_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset(SCOPES),
+    "write": frozenset({"write", "read"}),
+    "read": frozenset({"read"}),
+    "forecast:read": frozenset({"forecast:read"}),
+}
+KEY_PREFIX = "qb_"
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def effective_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    granted: set[str] = set()
+    for scope in scopes:
+        granted |= IMPLIED_SCOPES.get(scope, frozenset())
+    return frozenset(granted)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a workspace and the scopes of the key they presented."""
+
+    workspace_id: uuid.UUID
+    key_id: uuid.UUID
+    key_name: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.key_name}"
+
+
+async def create_workspace(
+    session: AsyncSession,
+    *,
+    name: str,
+    renewal_quarterback: str = "csm",
+    timezone: str = "UTC",
+) -> Workspace:
+    """Create a workspace with the default lifecycle model seeded from DESIGN.md."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("workspace name must not be empty")
+    _check_renewal_quarterback(renewal_quarterback)
+    if not is_valid_timezone(timezone):
+        raise InvalidInput(f"unknown time zone {timezone!r}; use an IANA name like Europe/Paris")
+    workspace = Workspace(name=name, renewal_quarterback=renewal_quarterback, timezone=timezone)
+    session.add(workspace)
+    await session.flush()
+    await session.execute(
+        insert(Department),
+        [
+            {"id": uuid7(), "workspace_id": workspace.id, "key": key, "name": label}
+            for key, label in default_model.DEPARTMENTS.items()
+        ],
+    )
+    await session.execute(
+        insert(Stage),
+        [
+            {
+                "id": uuid7(),
+                "workspace_id": workspace.id,
+                "key": spec.key,
+                "name": spec.name,
+                "position": position,
+                "quarterback": renewal_quarterback if spec.key == "RENEW" else spec.quarterback,
+                "supporting": list(spec.supporting),
+                "next_stages": list(spec.next_stages),
+                "backward_stages": list(spec.backward_stages),
+                "entered_when": spec.entered_when,
+            }
+            for position, spec in enumerate(default_model.STAGES)
+        ],
+    )
+    return workspace
+
+
+def _check_renewal_quarterback(value: str) -> None:
+    if value not in default_model.RENEWAL_QUARTERBACKS:
+        allowed = ", ".join(default_model.RENEWAL_QUARTERBACKS)
+        raise InvalidInput(f"renewal_quarterback must be one of {allowed}, not {value!r}")
+
+
+async def get_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
+    workspace = await session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"workspace {workspace_id} not found")
+    return workspace
+
+
+async def update_workspace(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    name: str | None = None,
+    renewal_quarterback: str | None = None,
+    timezone: str | None = None,
+) -> Workspace:
+    workspace = await get_workspace(session, workspace_id)
+    if name is not None:
+        if not name.strip():
+            raise InvalidInput("workspace name must not be empty")
+        workspace.name = name.strip()
+    if timezone is not None:
+        if not is_valid_timezone(timezone):
+            raise InvalidInput(f"unknown time zone {timezone!r}; use an IANA name")
+        workspace.timezone = timezone
+    if renewal_quarterback is not None:
+        _check_renewal_quarterback(renewal_quarterback)
+        workspace.renewal_quarterback = renewal_quarterback
+        # The RENEW stage's quarterback is this setting; keep the model in step.
+        await session.execute(
+            update(Stage)
+            .where(Stage.workspace_id == workspace_id, Stage.key == "RENEW")
+            .values(quarterback=renewal_quarterback)
+        )
+    await session.flush()
+    return workspace
+
+
+async def create_api_key(
+    session: AsyncSession, *, workspace_id: uuid.UUID, name: str, scopes: list[str]
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never shown again."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise InvalidInput(
+            f"scopes must be a non-empty list of {', '.join(SCOPES)}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        workspace_id=workspace_id,
+        name=name,
+        key_hash=hash_key(raw_key),
+        prefix=raw_key[:10],
+        scopes=sorted(set(scopes)),
+    )
+    session.add(key)
+    await session.flush()
+    return key, raw_key
+
+
+async def list_api_keys(session: AsyncSession, *, workspace_id: uuid.UUID) -> list[ApiKey]:
+    result = await session.execute(
+        select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.id)
+    )
+    return list(result.scalars())
+
+
+async def revoke_api_key(
+    session: AsyncSession, *, workspace_id: uuid.UUID, key_id: uuid.UUID
+) -> ApiKey:
+    key = await session.scalar(
+        select(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.id == key_id)
+    )
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+    return key
+
+
+async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.workspace_id, ApiKey.name, ApiKey.scopes).where(
+                ApiKey.key_hash == hash_key(raw_key), ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotAuthenticated("the API key is unknown or was revoked")
+    return Principal(
+        workspace_id=row.workspace_id,
+        key_id=row.id,
+        key_name=row.name,
+        scopes=effective_scopes(row.scopes),
+    )
