@@ -127,12 +127,10 @@ def _print_demo(settings: Settings) -> None:
             return await ensure_demo(session)
 
     key = run_db(settings, work)
-    console.print(
-        f"\n[bold]Demo workspace[/] {key.workspace_id}"
-        + (" (created)" if key.created else "")
-        + f"\nAdmin API key (shown once): [bold green]{key.api_key}[/]\n\nTry:",
-        highlight=False,
-    )
+    created = " (created)" if key.created else ""
+    # Plain print: these lines are copied by people and parsed by scripts, never wrapped.
+    print(f"\nDemo workspace {key.workspace_id}{created}")
+    print(f"Admin API key (shown once): {key.api_key}\n\nTry:")
     for line in curl_examples(settings.base_url, key.api_key):
         print(f"  {line}")
     print(flush=True)
@@ -174,7 +172,7 @@ def workspace_create(
     if as_json:
         print(json.dumps({"workspace_id": workspace_id, "api_key": raw_key}))
     else:
-        console.print(f"workspace id: {workspace_id}\nadmin API key (shown once): {raw_key}")
+        print(f"workspace id: {workspace_id}\nadmin API key (shown once): {raw_key}")
 
 
 @workspace_app.command("list")

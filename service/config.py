@@ -20,7 +20,7 @@ DRIVER_ALIASES = {
 
 
 def normalize_database_url(value: str) -> str:
-    """Return the URL with an async driver, or raise ValueError with a message a person can act on."""
+    """Return the URL with an async driver, or raise ValueError saying what to fix."""
     try:
         url = make_url(value)
     except ArgumentError:

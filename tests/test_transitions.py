@@ -1,6 +1,7 @@
 """Stage transitions: allowed moves, backward moves, history, and concurrent movers."""
 
 import asyncio
+import itertools
 
 from tests import factories
 
@@ -122,5 +123,5 @@ async def test_concurrent_different_targets_keep_history_consistent(client, work
         await client.get(f"/v1/accounts/{account['id']}/transitions", headers=workspace.headers)
     ).json()["items"]
     # Every history row starts where the previous one ended.
-    for previous, current in zip(history, history[1:], strict=False):
+    for previous, current in itertools.pairwise(history):
         assert current["from_stage"] == previous["to_stage"]

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.session import get_session
@@ -16,9 +17,21 @@ from service.workspaces.service import Principal
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_principal(request: Request, session: SessionDep) -> Principal:
+# Declared for OpenAPI (the security scheme); the header is checked below with clearer errors.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key of the workspace: `Authorization: Bearer qb_...`.",
+)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _sep, token = header.partition(" ")
     if not header:
         raise NotAuthenticated("send the API key as `Authorization: Bearer <key>`")
     if scheme.lower() != "bearer" or not token.strip():

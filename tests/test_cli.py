@@ -1,0 +1,119 @@
+"""The `quarterback` command as an operator (and the Docker image) runs it: real processes."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+QUARTERBACK = [sys.executable, "-m", "service"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QB_")}
+    env["QB_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'qb.db'}"
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        QUARTERBACK + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_workspace_create_json_then_key_works(tmp_path):
+    env = _env(tmp_path)
+    assert run(["migrate"], env, tmp_path).returncode == 0
+    result = run(["workspace", "create", "Initech", "--json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert set(created) == {"workspace_id", "api_key"}
+    assert created["api_key"].startswith("qb_")
+    listed = run(["workspace", "list"], env, tmp_path)
+    assert created["workspace_id"] in listed.stdout
+
+
+def test_bad_database_url_fails_with_one_line(tmp_path):
+    for url in ("mysql://root@localhost/qb", "postgresql://postgres@127.0.0.1:1/nothing"):
+        result = run(["migrate"], _env(tmp_path, QB_DATABASE_URL=url), tmp_path)
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error:")
+        assert "Traceback" not in result.stderr
+
+
+def test_several_workers_need_postgresql(tmp_path):
+    result = run(["serve", "--workers", "2"], _env(tmp_path), tmp_path)
+    assert result.returncode != 0
+    assert "PostgreSQL" in result.stderr
+
+
+def test_workspace_create_rejects_bad_options(tmp_path):
+    env = _env(tmp_path)
+    run(["migrate"], env, tmp_path)
+    result = run(["workspace", "create", "X", "--renewal-quarterback", "legal"], env, tmp_path)
+    assert result.returncode == 2
+    assert "renewal_quarterback" in result.stderr
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    port = _free_port()
+    env = _env(tmp_path, QB_PORT=str(port))
+    process = subprocess.Popen(
+        [*QUARTERBACK, "serve", "--demo"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Uvicorn running" in line or "Application startup complete" in line:
+                break
+        yield f"http://127.0.0.1:{port}", "".join(output)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_demo_prints_a_working_key_and_curl_commands(demo_server):
+    base_url, output = demo_server
+    key = re.search(r"Admin API key \(shown once\): (qb_\S+)", output)
+    assert key, output
+    curls = [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
+    assert len(curls) == 3
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"{base_url}/healthz").json() == {"status": "ok"}
+        assert http.get(f"{base_url}/readyz").status_code == 200
+        for curl in curls:
+            url = re.search(r"'?(http://\S+?)'?$", curl).group(1)
+            response = http.get(url, headers={"Authorization": f"Bearer {key.group(1)}"})
+            assert response.status_code == 200, (curl, response.text)
+        headers = {"Authorization": f"Bearer {key.group(1)}"}
+        accounts = http.get(f"{base_url}/v1/accounts", headers=headers).json()["items"]
+        assert len({a["stage"] for a in accounts}) >= 4
+        tasks = http.get(f"{base_url}/v1/tasks?status=open&kind=handoff", headers=headers).json()
+        assert tasks["items"]
