@@ -699,5 +699,6 @@ if __name__ == "__main__":
     _check_cycle()
     try:
         asyncio.run(main(parse_args()))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -179,6 +179,7 @@ def workspace_create(
 def workspace_list() -> None:
     """List workspaces."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from service.workspaces.models import Workspace
 
@@ -186,7 +187,7 @@ def workspace_list() -> None:
 
     async def work(engine: Any) -> list[tuple[str, str]]:
         async with engine.connect() as connection:
-            rows = await connection.execute(select(Workspace.id, Workspace.name))
+            rows = await connection.execute(select(col(Workspace.id), col(Workspace.name)))
             return [(str(r.id), r.name) for r in rows]
 
     for workspace_id, name in run_db(settings, work):

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.accounts import service as accounts_service
 from service.lifecycle import transitions
@@ -54,7 +55,10 @@ class DemoKey:
 async def ensure_demo(session: AsyncSession) -> DemoKey:
     """Create the demo workspace once; issue a fresh admin key on every call."""
     workspace = await session.scalar(
-        select(Workspace).where(Workspace.name == DEMO_WORKSPACE).order_by(Workspace.id).limit(1)
+        select(Workspace)
+        .where(col(Workspace.name) == DEMO_WORKSPACE)
+        .order_by(col(Workspace.id))
+        .limit(1)
     )
     created = workspace is None
     if workspace is None:

@@ -7,6 +7,7 @@ needs to recover (`allowed_stages`), and maps to exactly one HTTP status and one
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -100,7 +101,9 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> di
     }
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -21,7 +21,7 @@ async def test_lifecycle_has_design_table(client, workspace):
     assert set(stages["ACQUIRE"]["supporting"]) == {"marketing", "csm", "finance", "product"}
     assert stages["QUALIFY"]["next_stages"] == ["ACQUIRE"]
     assert "IMPLEMENT" in stages["VALUE"]["backward_stages"]
-    assert {d["key"] for d in body["departments"]} == {
+    assert [d["key"] for d in body["departments"]] == [
         "marketing",
         "sales",
         "professional_services",
@@ -29,7 +29,7 @@ async def test_lifecycle_has_design_table(client, workspace):
         "product",
         "finance",
         "revops",
-    }
+    ]
 
 
 async def test_renewal_quarterback_setting_drives_renew_handoff(client, workspace):

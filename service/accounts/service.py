@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
 from service.db.types import utcnow, uuid7
@@ -81,11 +83,12 @@ async def _check_external_ids_free(
     if not external_ids:
         return
     clauses = [
-        (AccountExternalId.source == source) & (AccountExternalId.external_id == external_id)
+        (col(AccountExternalId.source) == source)
+        & (col(AccountExternalId.external_id) == external_id)
         for source, external_id in external_ids.items()
     ]
     statement = select(AccountExternalId).where(
-        AccountExternalId.workspace_id == workspace_id, or_(*clauses)
+        col(AccountExternalId.workspace_id) == workspace_id, or_(*clauses)
     )
     for taken in (await session.scalars(statement)).all():
         if taken.account_id != account_id:
@@ -154,13 +157,14 @@ async def create_account(
 
 
 async def _write_owners(
-    session: AsyncSession, account: Account, owners: dict[str, dict[str, Any] | None]
+    session: AsyncSession, account: Account, owners: Mapping[str, dict[str, Any] | None]
 ) -> None:
     if not owners:
         return
     await session.execute(
         delete(AccountOwner).where(
-            AccountOwner.account_id == account.id, AccountOwner.department.in_(list(owners))
+            col(AccountOwner.account_id) == account.id,
+            col(AccountOwner.department).in_(list(owners)),
         )
     )
     rows = [
@@ -180,14 +184,14 @@ async def _write_owners(
 
 
 async def _write_external_ids(
-    session: AsyncSession, account: Account, external_ids: dict[str, str | None]
+    session: AsyncSession, account: Account, external_ids: Mapping[str, str | None]
 ) -> None:
     if not external_ids:
         return
     await session.execute(
         delete(AccountExternalId).where(
-            AccountExternalId.account_id == account.id,
-            AccountExternalId.source.in_(list(external_ids)),
+            col(AccountExternalId.account_id) == account.id,
+            col(AccountExternalId.source).in_(list(external_ids)),
         )
     )
     rows = [
@@ -215,14 +219,16 @@ async def _views(
     quarterbacks = dict(
         (
             await session.execute(
-                select(Stage.key, Stage.quarterback).where(Stage.workspace_id == workspace_id)
+                select(col(Stage.key), col(Stage.quarterback)).where(
+                    col(Stage.workspace_id) == workspace_id
+                )
             )
         ).all()
     )
     owners: dict[uuid.UUID, dict[str, dict[str, Any]]] = defaultdict(dict)
     owner_rows = await session.scalars(
         select(AccountOwner).where(
-            AccountOwner.workspace_id == workspace_id, AccountOwner.account_id.in_(ids)
+            col(AccountOwner.workspace_id) == workspace_id, col(AccountOwner.account_id).in_(ids)
         )
     )
     for owner in owner_rows:
@@ -233,7 +239,8 @@ async def _views(
     external: dict[uuid.UUID, dict[str, str]] = defaultdict(dict)
     external_rows = await session.scalars(
         select(AccountExternalId).where(
-            AccountExternalId.workspace_id == workspace_id, AccountExternalId.account_id.in_(ids)
+            col(AccountExternalId.workspace_id) == workspace_id,
+            col(AccountExternalId.account_id).in_(ids),
         )
     )
     for ref in external_rows:
@@ -251,7 +258,9 @@ async def _views(
 
 async def _get(session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID) -> Account:
     account = await session.scalar(
-        select(Account).where(Account.workspace_id == workspace_id, Account.id == account_id)
+        select(Account).where(
+            col(Account.workspace_id) == workspace_id, col(Account.id) == account_id
+        )
     )
     if account is None:
         raise NotFound(f"account {account_id} not found")
@@ -277,38 +286,40 @@ async def list_accounts(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[AccountView], str | None]:
-    statement = select(Account).where(Account.workspace_id == workspace_id)
+    statement = select(Account).where(col(Account.workspace_id) == workspace_id)
     if filters.stage:
-        statement = statement.where(Account.stage == filters.stage)
+        statement = statement.where(col(Account.stage) == filters.stage)
     if filters.segment:
-        statement = statement.where(Account.segment == filters.segment)
+        statement = statement.where(col(Account.segment) == filters.segment)
     if filters.owner_id:
         statement = statement.where(
-            Account.id.in_(
-                select(AccountOwner.account_id).where(
-                    AccountOwner.workspace_id == workspace_id,
-                    AccountOwner.user_id == filters.owner_id,
+            col(Account.id).in_(
+                select(col(AccountOwner.account_id)).where(
+                    col(AccountOwner.workspace_id) == workspace_id,
+                    col(AccountOwner.user_id) == filters.owner_id,
                 )
             )
         )
     if filters.search:
         pattern = f"%{_escape_like(filters.search.lower())}%"
-        statement = statement.where(func.lower(Account.name).like(pattern, escape="\\"))
+        statement = statement.where(func.lower(col(Account.name)).like(pattern, escape="\\"))
     if filters.external_id:
         source, external_id = parse_external_ref(filters.external_id)
         statement = statement.where(
-            Account.id.in_(
-                select(AccountExternalId.account_id).where(
-                    AccountExternalId.workspace_id == workspace_id,
-                    AccountExternalId.source == source,
-                    AccountExternalId.external_id == external_id,
+            col(Account.id).in_(
+                select(col(AccountExternalId.account_id)).where(
+                    col(AccountExternalId.workspace_id) == workspace_id,
+                    col(AccountExternalId.source) == source,
+                    col(AccountExternalId.external_id) == external_id,
                 )
             )
         )
     after = decode_cursor(cursor)
     if after is not None:
-        statement = statement.where(Account.id > after)
-    accounts = list((await session.scalars(statement.order_by(Account.id).limit(limit + 1))).all())
+        statement = statement.where(col(Account.id) > after)
+    accounts = list(
+        (await session.scalars(statement.order_by(col(Account.id)).limit(limit + 1))).all()
+    )
     accounts, next_cursor = trim_page(accounts, limit, lambda account: account.id)
     return await _views(session, workspace_id, accounts), next_cursor
 
@@ -355,12 +366,13 @@ async def list_transitions(
 ) -> tuple[list[StageTransition], str | None]:
     await _get(session, workspace_id, account_id)
     statement = select(StageTransition).where(
-        StageTransition.workspace_id == workspace_id, StageTransition.account_id == account_id
+        col(StageTransition.workspace_id) == workspace_id,
+        col(StageTransition.account_id) == account_id,
     )
     after = decode_cursor(cursor)
     if after is not None:
-        statement = statement.where(StageTransition.id > after)
+        statement = statement.where(col(StageTransition.id) > after)
     rows = list(
-        (await session.scalars(statement.order_by(StageTransition.id).limit(limit + 1))).all()
+        (await session.scalars(statement.order_by(col(StageTransition.id)).limit(limit + 1))).all()
     )
     return trim_page(rows, limit, lambda row: row.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,11 +18,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 version 7).
+_uuid7_lock = threading.Lock()
+_last_uuid7 = 0
 
-    Ordering ids by creation time lets cursor pagination use the primary key alone.
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7), strictly increasing within the process.
+
+    Ordering ids by creation time lets cursor pagination use the primary key alone; ids made
+    in the same millisecond are bumped past the previous one so the order stays exact.
     """
+    global _last_uuid7
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (millis & ((1 << 48) - 1)) << 80
@@ -29,6 +36,10 @@ def uuid7() -> uuid.UUID:
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b
+    with _uuid7_lock:
+        if value <= _last_uuid7:
+            value = _last_uuid7 + 1
+        _last_uuid7 = value
     return uuid.UUID(int=value)
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, insert, inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.accounts.models import Account, AccountOwner, StageTransition
 from service.db.types import utcnow, uuid7
@@ -47,40 +48,41 @@ async def transition_account(
 ) -> TransitionResult:
     """Move an account along an allowed move; raise a handoff when the quarterback changes."""
     now = now or utcnow()
-    owner = AccountOwner.__table__.alias("receiving_owner")
+    # inspect(Model).local_table is Model.__table__, which SQLModel does not declare for mypy.
+    owner = inspect(AccountOwner).local_table.alias("receiving_owner")
     owner_id = (
         select(owner.c.user_id)
-        .where(owner.c.account_id == Account.id, owner.c.department == Stage.quarterback)
+        .where(owner.c.account_id == col(Account.id), owner.c.department == col(Stage.quarterback))
         .scalar_subquery()
     )
     owner_name = (
         select(owner.c.user_name)
-        .where(owner.c.account_id == Account.id, owner.c.department == Stage.quarterback)
+        .where(owner.c.account_id == col(Account.id), owner.c.department == col(Stage.quarterback))
         .scalar_subquery()
     )
     statement = (
         select(
-            Account.name,
-            Account.stage,
-            Stage.key,
-            Stage.name.label("stage_name"),
-            Stage.quarterback,
-            Stage.next_stages,
-            Stage.backward_stages,
-            Workspace.timezone,
+            col(Account.name),
+            col(Account.stage),
+            col(Stage.key),
+            col(Stage.name).label("stage_name"),
+            col(Stage.quarterback),
+            col(Stage.next_stages),
+            col(Stage.backward_stages),
+            col(Workspace.timezone),
             owner_id.label("owner_id"),
             owner_name.label("owner_name"),
         )
-        .join(Workspace, Workspace.id == Account.workspace_id)
+        .join(Workspace, col(Workspace.id) == col(Account.workspace_id))
         .outerjoin(
             Stage,
             and_(
-                Stage.workspace_id == Account.workspace_id,
-                or_(Stage.key == Account.stage, Stage.key == to_stage),
+                col(Stage.workspace_id) == col(Account.workspace_id),
+                or_(col(Stage.key) == col(Account.stage), col(Stage.key) == to_stage),
             ),
         )
-        .where(Account.workspace_id == workspace_id, Account.id == account_id)
-        .with_for_update(of=Account.__table__)
+        .where(col(Account.workspace_id) == workspace_id, col(Account.id) == account_id)
+        .with_for_update(of=inspect(Account).local_table)
     )
     rows = (await session.execute(statement)).all()
     if not rows:
@@ -115,7 +117,7 @@ async def transition_account(
 
     await session.execute(
         update(Account)
-        .where(Account.workspace_id == workspace_id, Account.id == account_id)
+        .where(col(Account.workspace_id) == workspace_id, col(Account.id) == account_id)
         .values(stage=to_stage, stage_entered_at=now, updated_at=now)
     )
     target = stages[to_stage]

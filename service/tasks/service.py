@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.accounts.models import Account, AccountOwner
 from service.db.types import utcnow, uuid7
@@ -175,7 +176,9 @@ async def _require_account(
     session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID
 ) -> Account:
     account = await session.scalar(
-        select(Account).where(Account.workspace_id == workspace_id, Account.id == account_id)
+        select(Account).where(
+            col(Account.workspace_id) == workspace_id, col(Account.id) == account_id
+        )
     )
     if account is None:
         raise NotFound(f"account {account_id} not found")
@@ -185,7 +188,7 @@ async def _require_account(
 async def get_task(
     session: AsyncSession, *, workspace_id: uuid.UUID, task_id: uuid.UUID, for_update: bool = False
 ) -> Task:
-    statement = select(Task).where(Task.workspace_id == workspace_id, Task.id == task_id)
+    statement = select(Task).where(col(Task.workspace_id) == workspace_id, col(Task.id) == task_id)
     if for_update:
         statement = statement.with_for_update()
     task = await session.scalar(statement)
@@ -212,9 +215,9 @@ async def list_tasks(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Task], str | None]:
-    statement = select(Task).where(Task.workspace_id == workspace_id)
+    statement = select(Task).where(col(Task.workspace_id) == workspace_id)
     if filters.department:
-        statement = statement.where(Task.department == filters.department)
+        statement = statement.where(col(Task.department) == filters.department)
     if filters.status:
         unknown = set(filters.status) - set(STATUSES)
         if unknown:
@@ -222,19 +225,19 @@ async def list_tasks(
                 f"unknown status {', '.join(sorted(unknown))}; one of {', '.join(STATUSES)}",
                 errors=[{"field": "status", "in": "query", "message": "unknown status"}],
             )
-        statement = statement.where(Task.status.in_(filters.status))
+        statement = statement.where(col(Task.status).in_(filters.status))
     if filters.account_id:
-        statement = statement.where(Task.account_id == filters.account_id)
+        statement = statement.where(col(Task.account_id) == filters.account_id)
     if filters.assignee_id:
-        statement = statement.where(Task.assignee_id == filters.assignee_id)
+        statement = statement.where(col(Task.assignee_id) == filters.assignee_id)
     if filters.due_before:
-        statement = statement.where(Task.due_on < filters.due_before)
+        statement = statement.where(col(Task.due_on) < filters.due_before)
     if filters.kind:
-        statement = statement.where(Task.kind == filters.kind)
+        statement = statement.where(col(Task.kind) == filters.kind)
     after = decode_cursor(cursor)
     if after is not None:
-        statement = statement.where(Task.id > after)
-    rows = list((await session.scalars(statement.order_by(Task.id).limit(limit + 1))).all())
+        statement = statement.where(col(Task.id) > after)
+    rows = list((await session.scalars(statement.order_by(col(Task.id)).limit(limit + 1))).all())
     return trim_page(rows, limit, lambda task: task.id)
 
 
@@ -244,8 +247,8 @@ async def list_activity(
     await get_task(session, workspace_id=workspace_id, task_id=task_id)
     result = await session.scalars(
         select(TaskActivity)
-        .where(TaskActivity.workspace_id == workspace_id, TaskActivity.task_id == task_id)
-        .order_by(TaskActivity.id)
+        .where(col(TaskActivity.workspace_id) == workspace_id, col(TaskActivity.task_id) == task_id)
+        .order_by(col(TaskActivity.id))
     )
     return list(result.all())
 
@@ -488,14 +491,16 @@ async def _owner(
 ) -> AccountOwner | None:
     return await session.scalar(
         select(AccountOwner).where(
-            AccountOwner.account_id == account_id, AccountOwner.department == department
+            col(AccountOwner.account_id) == account_id, col(AccountOwner.department) == department
         )
     )
 
 
 async def _timezone(session: AsyncSession, workspace_id: uuid.UUID) -> str:
     return (
-        await session.scalar(select(Workspace.timezone).where(Workspace.id == workspace_id))
+        await session.scalar(
+            select(col(Workspace.timezone)).where(col(Workspace.id) == workspace_id)
+        )
     ) or "UTC"
 
 

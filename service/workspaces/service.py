@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from service.db.types import utcnow, uuid7
 from service.errors import InvalidInput, NotAuthenticated, NotFound
@@ -135,7 +136,7 @@ async def update_workspace(
         # The RENEW stage's quarterback is this setting; keep the model in step.
         await session.execute(
             update(Stage)
-            .where(Stage.workspace_id == workspace_id, Stage.key == "RENEW")
+            .where(col(Stage.workspace_id) == workspace_id, col(Stage.key) == "RENEW")
             .values(quarterback=renewal_quarterback)
         )
     await session.flush()
@@ -167,7 +168,7 @@ async def create_api_key(
 
 async def list_api_keys(session: AsyncSession, *, workspace_id: uuid.UUID) -> list[ApiKey]:
     result = await session.execute(
-        select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.id)
+        select(ApiKey).where(col(ApiKey.workspace_id) == workspace_id).order_by(col(ApiKey.id))
     )
     return list(result.scalars())
 
@@ -176,7 +177,7 @@ async def revoke_api_key(
     session: AsyncSession, *, workspace_id: uuid.UUID, key_id: uuid.UUID
 ) -> ApiKey:
     key = await session.scalar(
-        select(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.id == key_id)
+        select(ApiKey).where(col(ApiKey.workspace_id) == workspace_id, col(ApiKey.id) == key_id)
     )
     if key is None:
         raise NotFound(f"API key {key_id} not found")
@@ -189,9 +190,9 @@ async def revoke_api_key(
 async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
     row = (
         await session.execute(
-            select(ApiKey.id, ApiKey.workspace_id, ApiKey.name, ApiKey.scopes).where(
-                ApiKey.key_hash == hash_key(raw_key), ApiKey.revoked_at.is_(None)
-            )
+            select(
+                col(ApiKey.id), col(ApiKey.workspace_id), col(ApiKey.name), col(ApiKey.scopes)
+            ).where(col(ApiKey.key_hash) == hash_key(raw_key), col(ApiKey.revoked_at).is_(None))
         )
     ).first()
     if row is None:
