@@ -19,8 +19,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/quarterback serve --demo
 
+# make itself exits 2 on any failure; pytest's own exit code is kept in .venv/pytest-exit-code
+# so that .ci/run can pass it through.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@rm -f $(VENV)/pytest-exit-code
+	@$(BIN)/python -m pytest $(PYTEST_ARGS) || { code=$$?; echo $$code > $(VENV)/pytest-exit-code; exit $$code; }
 
 lint: install
 	$(BIN)/ruff check service tests bench

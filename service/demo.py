@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from service.accounts import service as accounts_service
 from service.lifecycle import transitions
+from service.tasks import service as tasks_service
 from service.workspaces import service as workspaces_service
 from service.workspaces.models import Workspace
 
@@ -75,8 +76,21 @@ async def ensure_demo(session: AsyncSession) -> DemoKey:
                 external_ids={"hubspot": str(1000 + index)},
                 actor=ACTOR,
             )
+            previous_handoff = None
             for stage in path:
-                await transitions.transition_account(
+                if previous_handoff is not None:
+                    # Earlier handoffs were taken over and finished; only the latest is open.
+                    await tasks_service.accept_handoff(
+                        session, workspace_id=workspace.id, task_id=previous_handoff, actor=ACTOR
+                    )
+                    await tasks_service.update_task(
+                        session,
+                        workspace_id=workspace.id,
+                        task_id=previous_handoff,
+                        changes={"status": "done"},
+                        actor=ACTOR,
+                    )
+                result = await transitions.transition_account(
                     session,
                     workspace_id=workspace.id,
                     account_id=view.account.id,
@@ -85,6 +99,8 @@ async def ensure_demo(session: AsyncSession) -> DemoKey:
                     actor=ACTOR,
                     handoff_context={"notes": f"{name}: demo handoff notes", "risks": []},
                 )
+                if result.handoff_task is not None:
+                    previous_handoff = result.handoff_task["id"]
     _, raw_key = await workspaces_service.create_api_key(
         session, workspace_id=workspace.id, name="demo admin (serve --demo)", scopes=["admin"]
     )

@@ -114,7 +114,7 @@ async def create_transition(
         actor=principal.actor,
         handoff_context=body.handoff.model_dump() if body.handoff else None,
     )
-    return {**result.transition.model_dump(), "handoff_task": result.handoff_task}
+    return {**result.transition, "handoff_task": result.handoff_task}
 
 
 @router.get("/{account_id}/transitions", response_model=TransitionPage)

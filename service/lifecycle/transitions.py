@@ -14,23 +14,69 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, inspect, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from service.accounts.models import Account, AccountOwner, StageTransition
+from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.errors import InvalidInput, NotFound, StageChanged, TransitionNotAllowed
-from service.lifecycle.models import Stage
 from service.tasks import service as tasks_service
-from service.tasks.models import Task
-from service.workspaces.models import Workspace
+
+# Statements are built once: constructing them per call cost more CPU than running them.
+_owner = tables.account_owners.alias("receiving_owner")
+_a, _s, _w = tables.accounts.c, tables.stages.c, tables.workspaces.c
+
+
+def _receiving_owner(column: str) -> Any:
+    return (
+        select(_owner.c[column])
+        .where(_owner.c.account_id == _a.id, _owner.c.department == _s.quarterback)
+        .scalar_subquery()
+    )
+
+
+# One round trip: lock the account, and read the current and target stages, the workspace's
+# time zone and the account's owner in each stage's quarterback department.
+LOCK_ACCOUNT = (
+    select(
+        _a.name,
+        _a.stage,
+        _s.key,
+        _s.quarterback,
+        _s.next_stages,
+        _s.backward_stages,
+        _w.timezone,
+        _receiving_owner("user_id").label("owner_id"),
+        _receiving_owner("user_name").label("owner_name"),
+    )
+    .select_from(tables.accounts)
+    .join(tables.workspaces, _w.id == _a.workspace_id)
+    .outerjoin(
+        tables.stages,
+        and_(
+            _s.workspace_id == _a.workspace_id,
+            or_(_s.key == _a.stage, _s.key == bindparam("to_stage")),
+        ),
+    )
+    .where(_a.workspace_id == bindparam("workspace_id"), _a.id == bindparam("account_id"))
+    .with_for_update(of=tables.accounts)
+)
+MOVE_ACCOUNT = (
+    update(tables.accounts)
+    .where(_a.workspace_id == bindparam("in_workspace"), _a.id == bindparam("account"))
+    .values(
+        stage=bindparam("new_stage"), stage_entered_at=bindparam("at"), updated_at=bindparam("at")
+    )
+)
+INSERT_TRANSITION = insert(tables.stage_transitions)
 
 
 @dataclass(frozen=True)
 class TransitionResult:
-    transition: StageTransition
-    handoff_task: Task | None
+    """The history row written and the handoff raised, as plain column dicts."""
+
+    transition: dict[str, Any]
+    handoff_task: dict[str, Any] | None
 
 
 async def transition_account(
@@ -48,43 +94,14 @@ async def transition_account(
 ) -> TransitionResult:
     """Move an account along an allowed move; raise a handoff when the quarterback changes."""
     now = now or utcnow()
-    # inspect(Model).local_table is Model.__table__, which SQLModel does not declare for mypy.
-    owner = inspect(AccountOwner).local_table.alias("receiving_owner")
-    owner_id = (
-        select(owner.c.user_id)
-        .where(owner.c.account_id == col(Account.id), owner.c.department == col(Stage.quarterback))
-        .scalar_subquery()
-    )
-    owner_name = (
-        select(owner.c.user_name)
-        .where(owner.c.account_id == col(Account.id), owner.c.department == col(Stage.quarterback))
-        .scalar_subquery()
-    )
-    statement = (
-        select(
-            col(Account.name),
-            col(Account.stage),
-            col(Stage.key),
-            col(Stage.name).label("stage_name"),
-            col(Stage.quarterback),
-            col(Stage.next_stages),
-            col(Stage.backward_stages),
-            col(Workspace.timezone),
-            owner_id.label("owner_id"),
-            owner_name.label("owner_name"),
+    # Core statements on the session's own connection: the ORM adds nothing on this path.
+    connection = await session.connection()
+    rows = (
+        await connection.execute(
+            LOCK_ACCOUNT,
+            {"workspace_id": workspace_id, "account_id": account_id, "to_stage": to_stage},
         )
-        .join(Workspace, col(Workspace.id) == col(Account.workspace_id))
-        .outerjoin(
-            Stage,
-            and_(
-                col(Stage.workspace_id) == col(Account.workspace_id),
-                or_(col(Stage.key) == col(Account.stage), col(Stage.key) == to_stage),
-            ),
-        )
-        .where(col(Account.workspace_id) == workspace_id, col(Account.id) == account_id)
-        .with_for_update(of=inspect(Account).local_table)
-    )
-    rows = (await session.execute(statement)).all()
+    ).all()
     if not rows:
         raise NotFound(f"account {account_id} not found")
     current_stage = rows[0].stage
@@ -115,24 +132,24 @@ async def transition_account(
             errors=[{"field": "reason", "in": "body", "message": "required for a backward move"}],
         )
 
-    await session.execute(
-        update(Account)
-        .where(col(Account.workspace_id) == workspace_id, col(Account.id) == account_id)
-        .values(stage=to_stage, stage_entered_at=now, updated_at=now)
+    await connection.execute(
+        MOVE_ACCOUNT,
+        {"in_workspace": workspace_id, "account": account_id, "new_stage": to_stage, "at": now},
     )
     target = stages[to_stage]
-    transition = StageTransition(
-        id=uuid7(),
-        workspace_id=workspace_id,
-        account_id=account_id,
-        from_stage=current_stage,
-        to_stage=to_stage,
-        reason=reason,
-        cause=cause,
-        actor=actor,
-        backward=backward,
-        occurred_at=now,
-    )
+    transition: dict[str, Any] = {
+        "id": uuid7(),
+        "workspace_id": workspace_id,
+        "account_id": account_id,
+        "from_stage": current_stage,
+        "to_stage": to_stage,
+        "reason": reason,
+        "cause": cause,
+        "actor": actor,
+        "backward": backward,
+        "occurred_at": now,
+        "handoff_task_id": None,
+    }
     handoff = None
     if target.quarterback != current.quarterback:
         handoff = await tasks_service.raise_handoff(
@@ -144,7 +161,7 @@ async def transition_account(
             to_department=target.quarterback,
             from_stage=current_stage,
             to_stage=to_stage,
-            transition_id=transition.id,
+            transition_id=transition["id"],
             context=handoff_context,
             assignee_id=target.owner_id,
             assignee_name=target.owner_name,
@@ -152,8 +169,8 @@ async def transition_account(
             actor=actor,
             now=now,
         )
-        transition.handoff_task_id = handoff.id
-    await session.execute(insert(StageTransition).values(**transition.model_dump()))
+        transition["handoff_task_id"] = handoff["id"]
+    await connection.execute(INSERT_TRANSITION, transition)
     return TransitionResult(transition=transition, handoff_task=handoff)
 
 
@@ -167,17 +184,20 @@ async def record_initial_stage(
     now: datetime,
 ) -> None:
     """The first history row of an account: where it entered the lifecycle."""
-    await session.execute(
-        insert(StageTransition).values(
-            id=uuid7(),
-            workspace_id=workspace_id,
-            account_id=account_id,
-            from_stage=None,
-            to_stage=stage,
-            reason="account created",
-            cause="created",
-            actor=actor,
-            backward=False,
-            occurred_at=now,
-        )
+    connection = await session.connection()
+    await connection.execute(
+        INSERT_TRANSITION,
+        {
+            "id": uuid7(),
+            "workspace_id": workspace_id,
+            "account_id": account_id,
+            "from_stage": None,
+            "to_stage": stage,
+            "reason": "account created",
+            "cause": "created",
+            "actor": actor,
+            "backward": False,
+            "occurred_at": now,
+            "handoff_task_id": None,
+        },
     )

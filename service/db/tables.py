@@ -1,0 +1,28 @@
+"""Core `Table` objects of the models, for prebuilt statements on hot paths.
+
+`inspect(Model).local_table` is `Model.__table__`, which SQLModel does not declare for mypy.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, inspect
+
+from service.accounts.models import Account, AccountOwner, StageTransition
+from service.lifecycle.models import Stage
+from service.tasks.models import Task, TaskActivity
+from service.workspaces.models import Workspace
+
+
+def table_of(model: type) -> Table:
+    table: object = inspect(model).local_table
+    assert isinstance(table, Table)
+    return table
+
+
+accounts = table_of(Account)
+account_owners = table_of(AccountOwner)
+stage_transitions = table_of(StageTransition)
+stages = table_of(Stage)
+tasks = table_of(Task)
+task_activities = table_of(TaskActivity)
+workspaces = table_of(Workspace)
