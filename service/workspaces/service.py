@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -187,14 +187,15 @@ async def revoke_api_key(
     return key
 
 
+# Every request runs this: built once, executed on the session's connection.
+_KEY_BY_HASH = select(
+    col(ApiKey.id), col(ApiKey.workspace_id), col(ApiKey.name), col(ApiKey.scopes)
+).where(col(ApiKey.key_hash) == bindparam("key_hash"), col(ApiKey.revoked_at).is_(None))
+
+
 async def authenticate(session: AsyncSession, raw_key: str) -> Principal:
-    row = (
-        await session.execute(
-            select(
-                col(ApiKey.id), col(ApiKey.workspace_id), col(ApiKey.name), col(ApiKey.scopes)
-            ).where(col(ApiKey.key_hash) == hash_key(raw_key), col(ApiKey.revoked_at).is_(None))
-        )
-    ).first()
+    connection = await session.connection()
+    row = (await connection.execute(_KEY_BY_HASH, {"key_hash": hash_key(raw_key)})).first()
     if row is None:
         raise NotAuthenticated("the API key is unknown or was revoked")
     return Principal(
