@@ -16,6 +16,7 @@ from service.accounts.routes import router as accounts_router
 from service.config import Settings, get_settings
 from service.db.engine import create_engine, create_sessionmaker
 from service.errors import install_error_handlers, problem, problem_response
+from service.kit.limits import BodySizeLimit
 from service.lifecycle.routes import router as lifecycle_router
 from service.tasks.routes import router as tasks_router
 from service.workspaces.routes import router as workspaces_router
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
     for router in (workspaces_router, lifecycle_router, accounts_router, tasks_router):
         app.include_router(router)
 

@@ -63,3 +63,20 @@ async def test_bad_transition_bodies(client, workspace):
             f"/v1/accounts/{account_id}/transitions", json=body, headers=workspace.headers
         )
         _is_problem(response, 422)
+
+
+async def test_oversized_bodies_are_413(client, workspace):
+    huge = {"name": "X", "domain": None, "padding": "x" * (1024 * 1024)}
+    response = await client.post("/v1/accounts", json=huge, headers=workspace.headers)
+    _is_problem(response, 413)
+
+    async def chunks():
+        for _ in range(20):
+            yield b"x" * 100_000
+
+    streamed = await client.post(
+        "/v1/accounts",
+        content=chunks(),
+        headers={**workspace.headers, "content-type": "application/json"},
+    )
+    _is_problem(streamed, 413)
