@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.db.models import created_at_field, id_field, timestamp_field, workspace_field
+from service.db.models import created_at_field, id_field, workspace_field
 from service.db.types import Money
 
 
@@ -77,6 +77,3 @@ class StageTransition(SQLModel, table=True):
     backward: bool = False
     occurred_at: datetime = created_at_field()
     handoff_task_id: uuid.UUID | None = None
-
-
-__all__ = ["Account", "AccountExternalId", "AccountOwner", "StageTransition", "timestamp_field"]

@@ -6,9 +6,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable
-from typing import Generic, TypeVar
-
-from pydantic import BaseModel, Field
+from typing import TypeVar
 
 from service.errors import InvalidInput
 
@@ -16,13 +14,6 @@ T = TypeVar("T")
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page."
-    )
 
 
 def encode_cursor(last_id: uuid.UUID) -> str:
