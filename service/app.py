@@ -17,6 +17,7 @@ from service.config import Settings, get_settings
 from service.db.engine import create_engine, create_sessionmaker
 from service.errors import install_error_handlers, problem, problem_response
 from service.kit.limits import BodySizeLimit
+from service.lifecycle.event_routes import router as events_router
 from service.lifecycle.routes import router as lifecycle_router
 from service.tasks.routes import router as tasks_router
 from service.workspaces.routes import router as workspaces_router
@@ -63,7 +64,13 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
-    for router in (workspaces_router, lifecycle_router, accounts_router, tasks_router):
+    for router in (
+        workspaces_router,
+        lifecycle_router,
+        accounts_router,
+        events_router,
+        tasks_router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])

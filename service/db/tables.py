@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Table, inspect
 
 from service.accounts.models import Account, AccountOwner, StageTransition
-from service.lifecycle.models import Stage
+from service.lifecycle.models import LifecycleEvent, Stage
 from service.tasks.models import Task, TaskActivity
 from service.workspaces.models import Workspace
 
@@ -23,6 +23,7 @@ accounts = table_of(Account)
 account_owners = table_of(AccountOwner)
 stage_transitions = table_of(StageTransition)
 stages = table_of(Stage)
+lifecycle_events = table_of(LifecycleEvent)
 tasks = table_of(Task)
 task_activities = table_of(TaskActivity)
 workspaces = table_of(Workspace)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.db.models import id_field, json_field, workspace_field
+from service.db.models import (
+    created_at_field,
+    id_field,
+    json_field,
+    timestamp_field,
+    workspace_field,
+)
+from service.db.types import UTCDateTime
 
 
 class Department(SQLModel, table=True):
@@ -35,3 +44,29 @@ class Stage(SQLModel, table=True):
     next_stages: list[str] = json_field()
     backward_stages: list[str] = json_field()
     entered_when: str = Field(default="", max_length=500)
+
+
+class LifecycleEvent(SQLModel, table=True):
+    """A received lifecycle event and what it did; unique per workspace, source and sender id."""
+
+    __tablename__ = "lifecycle_events"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "source", "external_id"),
+        Index("ix_lifecycle_events_account_outcome", "account_id", "outcome"),
+    )
+
+    id: uuid.UUID = id_field()
+    workspace_id: uuid.UUID = workspace_field()
+    source: str = Field(max_length=100)
+    external_id: str = Field(max_length=200)
+    type: str = Field(max_length=60)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    account_id: uuid.UUID | None = Field(
+        default=None, foreign_key="accounts.id", ondelete="CASCADE"
+    )
+    payload: dict[str, Any] = json_field(dict)
+    outcome: str = Field(default="received", max_length=20)
+    reason: str | None = Field(default=None, max_length=2000)
+    transition_id: uuid.UUID | None = None
+    received_at: datetime = created_at_field()
+    decided_at: datetime | None = timestamp_field()
