@@ -9,9 +9,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from service.errors import InvalidInput
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, trim_page
 from service.lifecycle import events as events_service
 from service.workspaces.auth import Reader, SessionDep, Writer
+from service.workspaces.service import Principal
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -92,8 +94,6 @@ class EventPage(BaseModel):
 
 
 def _check(event: EventIn, account_id: uuid.UUID | None) -> dict[str, Any]:
-    from service.errors import InvalidInput
-
     if account_id is None and event.account.id is None and event.account.external_id is None:
         raise InvalidInput(
             "name the account with account.id or account.external_id",
@@ -109,7 +109,7 @@ def _check(event: EventIn, account_id: uuid.UUID | None) -> dict[str, Any]:
 
 async def _submit(
     session: SessionDep,
-    principal: Any,
+    principal: Principal,
     event: EventIn,
     source: str,
     response: Response,
