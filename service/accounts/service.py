@@ -256,7 +256,10 @@ async def _views(
     ]
 
 
-async def _get(session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID) -> Account:
+async def get_account_row(
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID
+) -> Account:
+    """The account in this workspace, or NotFound."""
     account = await session.scalar(
         select(Account).where(
             col(Account.workspace_id) == workspace_id, col(Account.id) == account_id
@@ -270,7 +273,7 @@ async def _get(session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.
 async def get_account(
     session: AsyncSession, *, workspace_id: uuid.UUID, account_id: uuid.UUID
 ) -> AccountView:
-    account = await _get(session, workspace_id, account_id)
+    account = await get_account_row(session, workspace_id, account_id)
     return (await _views(session, workspace_id, [account]))[0]
 
 
@@ -331,7 +334,7 @@ async def update_account(
     account_id: uuid.UUID,
     changes: dict[str, Any],
 ) -> AccountView:
-    account = await _get(session, workspace_id, account_id)
+    account = await get_account_row(session, workspace_id, account_id)
     owners = changes.pop("owners", None)
     external_ids = changes.pop("external_ids", None)
     if owners:
@@ -364,7 +367,7 @@ async def list_transitions(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[StageTransition], str | None]:
-    await _get(session, workspace_id, account_id)
+    await get_account_row(session, workspace_id, account_id)
     statement = select(StageTransition).where(
         col(StageTransition.workspace_id) == workspace_id,
         col(StageTransition.account_id) == account_id,

@@ -145,14 +145,7 @@ async def _resolve_account(
     ref = event.get("account") or {}
     account_id = account_id or (uuid.UUID(str(ref["id"])) if ref.get("id") else None)
     if account_id is not None:
-        account = await session.scalar(
-            select(Account).where(
-                col(Account.workspace_id) == workspace_id, col(Account.id) == account_id
-            )
-        )
-        if account is None:
-            raise NotFound(f"account {account_id} not found")
-        return account
+        return await accounts_service.get_account_row(session, workspace_id, account_id)
     external_id = ref.get("external_id")
     account = await session.scalar(
         select(Account)
