@@ -15,11 +15,15 @@ from service import __version__
 from service.accounts.routes import router as accounts_router
 from service.config import Settings, get_settings
 from service.db.engine import create_engine, create_sessionmaker
+from service.deals.routes import router as deals_router
 from service.errors import install_error_handlers, problem, problem_response
 from service.kit.limits import BodySizeLimit
 from service.lifecycle.event_routes import router as events_router
 from service.lifecycle.routes import router as lifecycle_router
+from service.plans.routes import router as plans_router
+from service.playbooks.routes import router as playbook_router
 from service.tasks.routes import router as tasks_router
+from service.timers.scheduler import Scheduler
 from service.workspaces.routes import router as workspaces_router
 
 DESCRIPTION = """\
@@ -36,6 +40,7 @@ class State(TypedDict):
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     settings: Settings
+    scheduler: Scheduler | None
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -45,13 +50,22 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         owned = engine is None
         active = engine or create_engine(settings)
+        sessionmaker = create_sessionmaker(active)
+        # Every serving process fires due timers; SKIP LOCKED keeps replicas from doubling up.
+        scheduler = None
+        if settings.scheduler_enabled:
+            scheduler = Scheduler(sessionmaker, poll_seconds=settings.scheduler_poll_seconds)
+            scheduler.start()
         try:
             yield {
                 "engine": active,
-                "sessionmaker": create_sessionmaker(active),
+                "sessionmaker": sessionmaker,
                 "settings": settings,
+                "scheduler": scheduler,
             }
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             if owned:
                 await active.dispose()
 
@@ -69,7 +83,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         lifecycle_router,
         accounts_router,
         events_router,
+        playbook_router,
         tasks_router,
+        plans_router,
+        deals_router,
     ):
         app.include_router(router)
 

@@ -1,4 +1,4 @@
-"""The `quarterback` command line: serve, migrate, workspaces, demo, schemas."""
+"""The `quarterback` command line: serve, worker, migrate, workspaces, demo, schemas."""
 
 from __future__ import annotations
 
@@ -116,6 +116,75 @@ def serve(
         log_level=settings.log_level,
         proxy_headers=True,
     )
+
+
+@app.command()
+def worker(
+    poll_seconds: Annotated[
+        float | None,
+        typer.Option(help="Seconds between looks for due timers (QB_SCHEDULER_POLL_SECONDS)."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Fire the timers due now, print how many, and exit.")
+    ] = False,
+) -> None:
+    """Fire due timers (time rules, handoff SLAs) until SIGTERM or Ctrl-C.
+
+    `serve` fires timers too; run workers to fire them apart from the API (PostgreSQL).
+    """
+    import logging
+    import signal
+
+    settings = load_settings(scheduler_poll_seconds=poll_seconds)
+    if settings.is_sqlite:
+        err.print(
+            "warning: SQLite serves one process; with SQLite let `quarterback serve` fire the "
+            "timers, and use PostgreSQL to run workers apart from it",
+            highlight=False,
+            soft_wrap=True,
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import service.app  # noqa: F401  (imports every domain, and so registers every timer kind)
+    from service.db import tables
+    from service.db.engine import create_sessionmaker
+    from service.db.types import utcnow
+    from service.timers.scheduler import Scheduler, default_worker_id
+    from service.timers.service import run_pass
+
+    async def fire_due(engine: Any) -> int:
+        sessionmaker, now, fired = create_sessionmaker(engine), utcnow(), 0
+        while True:
+            result = await run_pass(sessionmaker, now=now, worker_id=default_worker_id())
+            fired += result.fired
+            if result.claimed == 0:
+                return fired
+
+    async def run_until_signal(engine: Any) -> int:
+        from sqlalchemy import select
+
+        async with engine.connect() as connection:  # fail now, in one line, if not migrated
+            await connection.execute(select(tables.timers.c.id).limit(1))
+        scheduler = Scheduler(
+            create_sessionmaker(engine), poll_seconds=settings.scheduler_poll_seconds
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        scheduler.start()
+        print(f"worker {scheduler.worker_id} firing due timers; Ctrl-C to stop", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await scheduler.stop()
+        return scheduler.fired
+
+    if once:
+        print(f"fired {run_db(settings, fire_due)} timers")
+    else:
+        print(f"stopped; fired {run_db(settings, run_until_signal)} timers")
 
 
 def _print_demo(settings: Settings) -> None:

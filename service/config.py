@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Public base URL, used in printed examples and links."
     )
+    scheduler_enabled: bool = Field(
+        default=True, description="Fire due timers inside `serve` (QB_SCHEDULER_ENABLED)."
+    )
+    scheduler_poll_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds between looks for due timers."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -19,8 +19,20 @@ def render_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def playbook_schema_text() -> str:
+    from service.playbooks.document import _schema_text
+
+    return _schema_text()
+
+
 def write_contracts(root: Path) -> list[Path]:
-    path = root / "openapi" / "openapi.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_json(openapi_document()))
-    return [path]
+    written = []
+    for relative, text in (
+        ("openapi/openapi.json", render_json(openapi_document())),
+        ("schemas/playbook.schema.json", playbook_schema_text()),
+    ):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written

@@ -89,7 +89,9 @@ async def _clear(database: Database) -> None:
 
 @pytest.fixture(scope="session")
 async def _app_client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database.url), engine=database.engine)
+    # No background timer poller here: tests fire timers themselves (tests/test_timers.py).
+    settings = Settings(database_url=database.url, scheduler_enabled=False)
+    app = create_app(settings, engine=database.engine)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -30,3 +30,12 @@ def test_openapi_documents_auth_and_errors():
     ):
         assert path in paths, path
     assert "bearer" in json.dumps(document["components"]["securitySchemes"]).lower()
+
+
+def test_playbook_schema_file_is_current():
+    from service.contracts import playbook_schema_text
+
+    checked_in = ROOT / "schemas" / "playbook.schema.json"
+    assert checked_in.exists() and checked_in.read_text() == playbook_schema_text(), (
+        "schemas/playbook.schema.json is stale: run `make schemas`"
+    )

@@ -106,7 +106,7 @@ async def test_unknown_account_is_kept_pending_and_replayed(client, workspace):
         f"/v1/events/{pending.json()['id']}/replay", headers=workspace.headers
     )
     assert replayed.status_code == 200, replayed.text
-    assert replayed.json()["outcome"] == "applied"
+    assert replayed.json()["outcome"] == "applied", replayed.json()["reason"]
     read = (await client.get(f"/v1/accounts/{account['id']}", headers=workspace.headers)).json()
     assert read["stage"] == "IMPLEMENT"
     again = await client.post(
@@ -158,3 +158,33 @@ async def test_events_are_scoped_to_workspace(client, workspace, other_workspace
         client, other_workspace, _event("e1", "opportunity_created", account={"name": "Theirs"})
     )
     assert theirs.status_code == 201
+
+
+async def test_events_record_opportunities_and_contracts_once(client, workspace):
+    created = _event(
+        "o1",
+        "opportunity_created",
+        account={"name": "Dealco"},
+        opportunity={"external_id": "deal-9", "amount": "84000.00", "currency": "USD"},
+    )
+    await _post(client, workspace, created)
+    won = _event(
+        "o2",
+        "closed_won",
+        opportunity={"external_id": "deal-9"},
+        contract={"start": "2027-04-01", "end": "2028-03-31", "arr": "84000.00", "currency": "USD"},
+    )
+    assert (await _post(client, workspace, won)).json()["outcome"] == "applied"
+    assert (await _post(client, workspace, won)).json()["duplicate"] is True
+    account = (
+        await client.get("/v1/accounts?external_id=hubspot:company-1", headers=workspace.headers)
+    ).json()["items"][0]
+    contracts = (
+        await client.get(f"/v1/contracts?account_id={account['id']}", headers=workspace.headers)
+    ).json()["items"]
+    assert len(contracts) == 1
+    assert (contracts[0]["arr"], contracts[0]["ends_on"]) == ("84000.00", "2028-03-31")
+    opportunities = (
+        await client.get(f"/v1/accounts/{account['id']}/opportunities", headers=workspace.headers)
+    ).json()["items"]
+    assert [(o["external_id"], o["status"]) for o in opportunities] == [("deal-9", "won")]

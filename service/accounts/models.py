@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from service.db.models import created_at_field, id_field, workspace_field
+from service.db.models import created_at_field, id_field, json_field, workspace_field
 from service.db.types import Money
 
 
@@ -75,5 +75,7 @@ class StageTransition(SQLModel, table=True):
     cause: str = Field(default="manual", max_length=40)
     actor: str | None = Field(default=None, max_length=200)
     backward: bool = False
+    skipped_stages: list[str] = json_field()
+    playbook_version: int | None = None
     occurred_at: datetime = created_at_field()
     handoff_task_id: uuid.UUID | None = None

@@ -123,6 +123,10 @@ class TransitionRead(BaseModel):
     cause: str
     actor: str | None
     backward: bool
+    skipped_stages: list[str] = Field(
+        description="Stages jumped over under the playbook's apply_skipping policy."
+    )
+    playbook_version: int | None = Field(description="The playbook version in force.")
     occurred_at: datetime
     handoff_task_id: uuid.UUID | None
 

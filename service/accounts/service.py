@@ -18,7 +18,6 @@ from service.db.types import utcnow, uuid7
 from service.errors import Conflict, InvalidInput, NotFound
 from service.kit.pagination import decode_cursor, trim_page
 from service.lifecycle import service as lifecycle_service
-from service.lifecycle.default_model import INITIAL_STAGE
 from service.lifecycle.models import Stage
 from service.lifecycle.transitions import record_initial_stage
 
@@ -117,8 +116,8 @@ async def create_account(
     stages = {
         s.key: s for s in await lifecycle_service.list_stages(session, workspace_id=workspace_id)
     }
-    stage = stage or INITIAL_STAGE
-    if stage not in stages:
+    stage = stage or next(iter(stages), None)  # the playbook's first stage
+    if stage is None or stage not in stages:
         raise InvalidInput(
             f"unknown stage {stage!r}; one of {', '.join(stages)}",
             errors=[{"field": "stage", "in": "body", "message": "unknown stage"}],

@@ -8,8 +8,11 @@ from __future__ import annotations
 from sqlalchemy import Table, inspect
 
 from service.accounts.models import Account, AccountOwner, StageTransition
+from service.deals.models import Contract, Opportunity
 from service.lifecycle.models import LifecycleEvent, Stage
+from service.plans.models import Measurement, PlanOutcome, SuccessPlan
 from service.tasks.models import Task, TaskActivity
+from service.timers.models import Timer
 from service.workspaces.models import Workspace
 
 
@@ -22,8 +25,14 @@ def table_of(model: type) -> Table:
 accounts = table_of(Account)
 account_owners = table_of(AccountOwner)
 stage_transitions = table_of(StageTransition)
+opportunities = table_of(Opportunity)
+contracts = table_of(Contract)
 stages = table_of(Stage)
 lifecycle_events = table_of(LifecycleEvent)
 tasks = table_of(Task)
 task_activities = table_of(TaskActivity)
+timers = table_of(Timer)
 workspaces = table_of(Workspace)
+success_plans = table_of(SuccessPlan)
+plan_outcomes = table_of(PlanOutcome)
+plan_measurements = table_of(Measurement)

@@ -88,3 +88,31 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return (Decimal(int(value)) / _MONEY_FACTOR).quantize(Decimal(1).scaleb(-MONEY_SCALE))
+
+
+QUANTITY_SCALE = 4
+_QUANTITY_FACTOR = Decimal(10) ** QUANTITY_SCALE
+
+
+class Quantity(TypeDecorator[Decimal]):
+    """Exact measured numbers (KPI baselines, targets, values) stored as integers scaled by 10^4.
+
+    Values with more than four decimal places are refused rather than rounded. Values come
+    back in their shortest exact form (`120`, `0.5`), not padded to four places.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value) * _QUANTITY_FACTOR
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"quantity {value} has more than {QUANTITY_SCALE} decimal places")
+        return int(scaled)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)) / _QUANTITY_FACTOR

@@ -83,6 +83,8 @@ class EventRead(BaseModel):
     outcome: Literal["received", "applied", "ignored", "pending", "failed"]
     reason: str | None
     transition_id: uuid.UUID | None
+    playbook_version: int | None = Field(description="The playbook version that decided.")
+    rule: str | None = Field(description="The playbook rule that decided, if one matched.")
     received_at: datetime
     decided_at: datetime | None
     duplicate: bool = Field(default=False, description="True when this delivery was a repeat.")

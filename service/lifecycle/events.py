@@ -4,8 +4,8 @@ One transaction per event: record it (unique per workspace, source and sender id
 or create the account, decide (apply / pending / ignored, with a reason), move the stage
 through `transition_account`, and retry the account's pending events once it moved.
 
-Until playbooks (plan rules as versioned documents) land, the decision uses the default
-lifecycle's mapping of event types to stages below.
+The decision is the workspace's playbook's (service/playbooks/rules.py), and the history,
+the event row and the tasks record which playbook version and rule made it.
 """
 
 from __future__ import annotations
@@ -20,25 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from service.accounts import service as accounts_service
-from service.accounts.models import Account, AccountExternalId
+from service.accounts.models import Account, AccountExternalId, AccountOwner
 from service.db import tables
 from service.db.types import utcnow, uuid7
+from service.deals import service as deals_service
 from service.errors import Conflict, InvalidInput, NotFound
-from service.lifecycle.models import LifecycleEvent, Stage
+from service.lifecycle.models import LifecycleEvent
 from service.lifecycle.transitions import transition_account
+from service.plans import service as plans_service
+from service.playbooks import service as playbooks_service
+from service.playbooks.effects import Owner, plan_effects
+from service.playbooks.rules import Decision, Facts, Playbook, decide
+from service.tasks import service as tasks_service
+from service.workspaces.models import Workspace
 
-# Which stage each event type moves an account to in the default lifecycle.
-EVENT_TARGETS: dict[str, str] = {
-    "opportunity_created": "ACQUIRE",
-    "closed_won": "IMPLEMENT",
-    "closed_lost": "QUALIFY",
-    "go_live": "VALUE",
-    "renewal_window_opened": "RENEW",
-    "renewal_won": "VALUE",
-    "renewal_lost": "CHURNED",
-    "expansion_opportunity_created": "EXPAND",
-    "churned": "CHURNED",
-}
 # Events that may create the account they name when it is not known yet.
 CREATES_ACCOUNT = frozenset({"opportunity_created"})
 
@@ -102,12 +97,31 @@ async def apply_event(
     if account is None:
         _decide(record, "pending", f"no account {_account_ref(event)} in this workspace yet")
         return EventOutcome(event=record, duplicate=False)
+    await _process(session, record, account, actor)
+    return EventOutcome(event=record, duplicate=False)
+
+
+async def _process(
+    session: AsyncSession, record: LifecycleEvent, account: Account, actor: str | None
+) -> None:
+    """Record the deal facts the event carries, let the playbook decide, catch up pending."""
     record.account_id = account.id
+    payload = record.payload
+    # Opportunities and contracts are facts from the sender, whatever the stage decision.
+    await deals_service.record_deal_facts(
+        session,
+        workspace_id=record.workspace_id,
+        account_id=account.id,
+        source=record.source,
+        event_type=record.type,
+        opportunity=payload.get("opportunity"),
+        contract=payload.get("contract"),
+        occurred_at=record.occurred_at,
+    )
     await _evaluate(session, record, account, actor)
     if record.outcome == "applied":
-        await _retry_pending(session, workspace_id, account.id, actor)
+        await _retry_pending(session, record.workspace_id, account.id, actor)
     await session.flush()
-    return EventOutcome(event=record, duplicate=False)
 
 
 def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
@@ -174,51 +188,134 @@ async def _resolve_account(
     return view.account
 
 
+def _facts(record: LifecycleEvent, account: Account) -> Facts:
+    payload = record.payload
+    return Facts(
+        event_type=record.type,
+        event_id=record.external_id,
+        source=record.source,
+        stage=account.stage,
+        segment=account.segment,
+        arr=account.arr,
+        data=dict(payload.get("data") or {}),
+        to_stage=payload.get("to_stage"),
+    )
+
+
 async def _evaluate(
     session: AsyncSession, record: LifecycleEvent, account: Account, actor: str | None
 ) -> None:
-    payload = record.payload
-    target = payload.get("to_stage") if record.type == "stage_changed" else None
-    target = target or EVENT_TARGETS.get(record.type)
-    if target is None:
-        _decide(record, "ignored", f"{record.type} moves no stage")
+    """Let the playbook decide, then carry the decision out in this transaction."""
+    playbook = await playbooks_service.current_playbook(session, workspace_id=record.workspace_id)
+    facts = _facts(record, account)
+    decision = decide(playbook, facts)
+    record.playbook_version = playbook.version or None
+    record.rule = decision.rule.name if decision.rule else None
+    if decision.outcome != "apply":
+        _decide(record, decision.outcome, decision.reason)
         return
-    stages = {
-        stage.key: stage
-        for stage in await session.scalars(
-            select(Stage).where(col(Stage.workspace_id) == record.workspace_id)
+    transition_id = None
+    if decision.to_stage is not None:
+        rule = f"; rule {decision.rule.name!r}" if decision.rule else ""
+        result = await transition_account(
+            session,
+            workspace_id=record.workspace_id,
+            account_id=account.id,
+            to_stage=decision.to_stage,
+            reason=f"{record.type} ({record.source}:{record.external_id}){rule}",
+            cause="event",
+            actor=actor,
+            skipped_stages=decision.skipped,
+        )
+        transition_id = result.transition["id"]
+    if decision.rule is not None and decision.rule.tasks:
+        await _raise_rule_tasks(session, playbook, decision, facts, account, transition_id, actor)
+    note = None
+    if decision.rule is not None and decision.rule.scaffold_plan:
+        note = await _scaffold_plan(session, playbook, record, account, actor)
+    record.transition_id = transition_id
+    _decide(record, "applied", note)
+
+
+async def _scaffold_plan(
+    session: AsyncSession,
+    playbook: Playbook,
+    record: LifecycleEvent,
+    account: Account,
+    actor: str | None,
+) -> str | None:
+    """The year's success plan, dated by the contract the event produced when there is one."""
+    contract = await deals_service.latest_active_contract(
+        session, workspace_id=record.workspace_id, account_id=account.id
+    )
+    starts_on = contract.starts_on if contract else record.occurred_at.date()
+    template = playbook.success_plan
+    try:
+        await plans_service.scaffold_plan(
+            session,
+            workspace_id=record.workspace_id,
+            account_id=account.id,
+            starts_on=starts_on,
+            ends_on=contract.ends_on if contract else None,
+            timeline=template.get("timeline"),
+            touchpoints=template.get("touchpoints"),
+            actor=actor,
+        )
+    except Conflict as exc:
+        # The move stands; the plan needs a person (its dates clash with an existing year).
+        return f"success plan not scaffolded: {exc.detail}"
+    return None
+
+
+async def _raise_rule_tasks(
+    session: AsyncSession,
+    playbook: Playbook,
+    decision: Decision,
+    facts: Facts,
+    account: Account,
+    transition_id: uuid.UUID | None,
+    actor: str | None,
+) -> None:
+    workspace = (
+        await session.execute(
+            select(
+                col(Workspace.renewal_quarterback),
+                col(Workspace.timezone),
+                col(Workspace.holiday_calendar),
+            ).where(col(Workspace.id) == account.workspace_id)
+        )
+    ).one()
+    owners = {
+        owner.department: Owner(owner.user_id, owner.user_name)
+        for owner in await session.scalars(
+            select(AccountOwner).where(col(AccountOwner.account_id) == account.id)
         )
     }
-    current = stages.get(account.stage)
-    if target not in stages or current is None:
-        _decide(record, "ignored", f"{target} is not a stage of this workspace's lifecycle")
-        return
-    if account.stage == target:
-        _decide(record, "ignored", f"the account is already in {target}")
-        return
-    if target not in current.next_stages and target not in current.backward_stages:
-        if stages[target].position > current.position:
-            _decide(
-                record,
-                "pending",
-                f"{record.type} needs the account in a stage that can move to {target}; "
-                f"it is in {account.stage}",
-            )
-        else:
-            _decide(record, "ignored", f"an account in {account.stage} does not go to {target}")
-        return
-    result = await transition_account(
-        session,
-        workspace_id=record.workspace_id,
-        account_id=account.id,
-        to_stage=target,
-        reason=f"{record.type} ({record.source}:{record.external_id})",
-        cause="event",
-        actor=actor,
-        now=None,
+    effects = plan_effects(
+        playbook,
+        decision,
+        facts,
+        account={"name": account.name, "domain": account.domain, "segment": account.segment},
+        owners=owners,
+        renewal_owner=workspace.renewal_quarterback,
     )
-    record.transition_id = result.transition["id"]
-    _decide(record, "applied", None)
+    for task in effects.tasks:
+        await tasks_service.raise_task(
+            session,
+            workspace_id=account.workspace_id,
+            account_id=account.id,
+            title=task.title,
+            department=task.department,
+            timezone=workspace.timezone,
+            calendar=workspace.holiday_calendar,
+            due_in_business_days=task.due_in_business_days,
+            priority=task.priority,
+            checklist=task.checklist,
+            assignee_id=task.assignee.user_id if task.assignee else None,
+            assignee_name=task.assignee.name if task.assignee else None,
+            transition_id=transition_id,
+            actor=actor,
+        )
 
 
 async def _retry_pending(
@@ -226,6 +323,7 @@ async def _retry_pending(
 ) -> None:
     """Apply the account's pending events that the last move made possible, oldest first."""
     while True:
+        await session.flush()  # the query below must see the outcomes decided so far
         pending = list(
             await session.scalars(
                 select(LifecycleEvent)
@@ -287,10 +385,7 @@ async def replay_event(
     )
     if account is None:
         _decide(record, "pending", f"no account {_account_ref(record.payload)} yet")
+        await session.flush()
     else:
-        record.account_id = account.id
-        await _evaluate(session, record, account, actor)
-        if record.outcome == "applied":
-            await _retry_pending(session, workspace_id, account.id, actor)
-    await session.flush()
+        await _process(session, record, account, actor)
     return record

@@ -44,6 +44,12 @@ class Stage(SQLModel, table=True):
     next_stages: list[str] = json_field()
     backward_stages: list[str] = json_field()
     entered_when: str = Field(default="", max_length=500)
+    # As written in the playbook: a department, or `renewal_owner` (the workspace setting).
+    quarterback_role: str = Field(default="", max_length=40)
+    # The handoff raised when a move into this stage changes the quarterback.
+    handoff_checklist: list[str] = json_field()
+    handoff_due_days: int = Field(default=2)
+    accept_within_days: int = Field(default=2)
 
 
 class LifecycleEvent(SQLModel, table=True):
@@ -68,5 +74,7 @@ class LifecycleEvent(SQLModel, table=True):
     outcome: str = Field(default="received", max_length=20)
     reason: str | None = Field(default=None, max_length=2000)
     transition_id: uuid.UUID | None = None
+    playbook_version: int | None = None
+    rule: str | None = Field(default=None, max_length=200)
     received_at: datetime = created_at_field()
     decided_at: datetime | None = timestamp_field()

@@ -45,7 +45,11 @@ LOCK_ACCOUNT = (
         _s.quarterback,
         _s.next_stages,
         _s.backward_stages,
+        _s.handoff_checklist,
+        _s.handoff_due_days,
         _w.timezone,
+        _w.holiday_calendar,
+        _w.playbook_version,
         _receiving_owner("user_id").label("owner_id"),
         _receiving_owner("user_name").label("owner_name"),
     )
@@ -90,9 +94,14 @@ async def transition_account(
     actor: str | None = None,
     expected_stage: str | None = None,
     handoff_context: dict[str, Any] | None = None,
+    skipped_stages: tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> TransitionResult:
-    """Move an account along an allowed move; raise a handoff when the quarterback changes."""
+    """Move an account along an allowed move; raise a handoff when the quarterback changes.
+
+    `skipped_stages` is for the playbook's out-of-order policy `apply_skipping`: the move
+    jumps over those stages along forward moves, and the history records them.
+    """
     now = now or utcnow()
     # Core statements on the session's own connection: the ORM adds nothing on this path.
     connection = await session.connection()
@@ -118,7 +127,9 @@ async def transition_account(
         )
     current = stages[current_stage]
     allowed = list(current.next_stages) + list(current.backward_stages)
-    if to_stage not in allowed:
+    # A skip is vouched for by the playbook's decision; check that it starts with a real move.
+    skipping = bool(skipped_stages) and skipped_stages[0] in current.next_stages
+    if to_stage not in allowed and not skipping:
         raise TransitionNotAllowed(
             f"an account in {current_stage} can move to "
             f"{', '.join(allowed) if allowed else 'no other stage'}, not {to_stage}",
@@ -147,6 +158,8 @@ async def transition_account(
         "cause": cause,
         "actor": actor,
         "backward": backward,
+        "skipped_stages": list(skipped_stages) if skipping else [],
+        "playbook_version": rows[0].playbook_version,
         "occurred_at": now,
         "handoff_task_id": None,
     }
@@ -165,7 +178,10 @@ async def transition_account(
             context=handoff_context,
             assignee_id=target.owner_id,
             assignee_name=target.owner_name,
+            checklist=target.handoff_checklist,
+            due_in_business_days=target.handoff_due_days,
             timezone=rows[0].timezone,
+            calendar=rows[0].holiday_calendar,
             actor=actor,
             now=now,
         )
@@ -197,6 +213,8 @@ async def record_initial_stage(
             "cause": "created",
             "actor": actor,
             "backward": False,
+            "skipped_stages": [],
+            "playbook_version": None,
             "occurred_at": now,
             "handoff_task_id": None,
         },

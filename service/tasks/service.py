@@ -18,6 +18,7 @@ from service.errors import Conflict, InvalidInput, NotFound, TaskStatusNotAllowe
 from service.kit.dates import add_business_days, local_today
 from service.kit.pagination import decode_cursor, trim_page
 from service.lifecycle import default_model
+from service.lifecycle.models import Stage
 from service.tasks.models import Task, TaskActivity
 from service.workspaces.models import Workspace
 
@@ -30,6 +31,7 @@ ALLOWED_STATUS_CHANGES: dict[str, frozenset[str]] = {
 }
 PRIORITIES = ("low", "normal", "high", "urgent")
 KIND_HANDOFF = "handoff"
+REWORK_DUE_BUSINESS_DAYS = 2
 INSERT_TASK = insert(tables.tasks)
 INSERT_ACTIVITY = insert(tables.task_activities)
 KIND_REWORK = "handoff_rework"
@@ -76,9 +78,12 @@ async def raise_handoff(
     to_stage: str | None,
     transition_id: uuid.UUID | None,
     timezone: str,
+    calendar: str | None = None,
     context: dict[str, Any] | None = None,
     assignee_id: str | None = None,
     assignee_name: str | None = None,
+    checklist: list[str] | tuple[str, ...] = (),
+    due_in_business_days: int = 2,
     actor: str | None = None,
     parent_task_id: uuid.UUID | None = None,
     now: datetime | None = None,
@@ -89,9 +94,6 @@ async def raise_handoff(
     building ORM objects cost more than the inserts.
     """
     now = now or utcnow()
-    checklist = default_model.HANDOFF_CHECKLISTS.get(
-        (from_department, to_department), default_model.DEFAULT_CHECKLIST
-    )
     task: dict[str, Any] = dict(
         id=uuid7(),
         workspace_id=workspace_id,
@@ -107,9 +109,7 @@ async def raise_handoff(
         assignee_id=assignee_id,
         assignee_name=assignee_name,
         handoff_reason=None,
-        due_on=add_business_days(
-            local_today(now, timezone), default_model.HANDOFF_DUE_BUSINESS_DAYS
-        ),
+        due_on=add_business_days(local_today(now, timezone), due_in_business_days, calendar),
         checklist=checklist_items(checklist),
         from_department=from_department,
         to_department=to_department,
@@ -117,6 +117,66 @@ async def raise_handoff(
         to_stage=to_stage,
         context=_clean_context(context),
         handoff_status="pending",
+        transition_id=transition_id,
+        parent_task_id=parent_task_id,
+        created_at=now,
+        updated_at=now,
+    )
+    connection = await session.connection()
+    await connection.execute(INSERT_TASK, task)
+    await connection.execute(
+        INSERT_ACTIVITY, _activity(task["id"], workspace_id, "created", actor, now=now)
+    )
+    return task
+
+
+async def raise_task(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    title: str,
+    department: str,
+    timezone: str,
+    calendar: str | None = None,
+    due_in_business_days: int | None = None,
+    priority: str = "normal",
+    checklist: list[str] | tuple[str, ...] = (),
+    assignee_id: str | None = None,
+    assignee_name: str | None = None,
+    kind: str = "task",
+    transition_id: uuid.UUID | None = None,
+    parent_task_id: uuid.UUID | None = None,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Write a task a rule raised (a playbook rule, a time rule): two Core inserts."""
+    now = now or utcnow()
+    due_on = (
+        add_business_days(local_today(now, timezone), due_in_business_days, calendar)
+        if due_in_business_days is not None
+        else None
+    )
+    task: dict[str, Any] = dict(
+        id=uuid7(),
+        workspace_id=workspace_id,
+        account_id=account_id,
+        kind=kind,
+        title=title[:300],
+        department=department,
+        status="open",
+        priority=priority,
+        assignee_id=assignee_id,
+        assignee_name=assignee_name,
+        due_on=due_on,
+        checklist=checklist_items(checklist),
+        from_department=None,
+        to_department=None,
+        from_stage=None,
+        to_stage=None,
+        context={},
+        handoff_status=None,
+        handoff_reason=None,
         transition_id=transition_id,
         parent_task_id=parent_task_id,
         created_at=now,
@@ -429,6 +489,7 @@ async def reject_handoff(
     )
     account = await _require_account(session, workspace_id, task.account_id)
     owner = await _owner(session, task.account_id, task.from_department)
+    timezone, calendar = await _calendar(session, workspace_id)
     rework = Task(
         workspace_id=workspace_id,
         account_id=task.account_id,
@@ -441,10 +502,7 @@ async def reject_handoff(
         priority="high",
         assignee_id=owner.user_id if owner else None,
         assignee_name=owner.user_name if owner else None,
-        due_on=add_business_days(
-            local_today(now, await _timezone(session, workspace_id)),
-            default_model.HANDOFF_DUE_BUSINESS_DAYS,
-        ),
+        due_on=add_business_days(local_today(now, timezone), REWORK_DUE_BUSINESS_DAYS, calendar),
         checklist=checklist_items(("Address the reason the handoff was returned",)),
         from_department=task.from_department,
         to_department=task.to_department,
@@ -475,6 +533,12 @@ async def _resubmit_handoff(
     context = {key: rework.context.get(key) for key in ("notes", "links", "risks")}
     to_department = rework.to_department or rework.department
     owner = await _owner(session, rework.account_id, to_department)
+    timezone, calendar = await _calendar(session, rework.workspace_id)
+    stage = await session.scalar(
+        select(Stage).where(
+            col(Stage.workspace_id) == rework.workspace_id, col(Stage.key) == rework.to_stage
+        )
+    )
     await raise_handoff(
         session,
         workspace_id=rework.workspace_id,
@@ -485,10 +549,13 @@ async def _resubmit_handoff(
         from_stage=rework.from_stage,
         to_stage=rework.to_stage,
         transition_id=rework.transition_id,
-        timezone=await _timezone(session, rework.workspace_id),
+        timezone=timezone,
+        calendar=calendar,
         context=context,
         assignee_id=owner.user_id if owner else None,
         assignee_name=owner.user_name if owner else None,
+        checklist=stage.handoff_checklist if stage else (),
+        due_in_business_days=stage.handoff_due_days if stage else 2,
         actor=actor,
         parent_task_id=rework.id,
         now=now,
@@ -505,12 +572,16 @@ async def _owner(
     )
 
 
-async def _timezone(session: AsyncSession, workspace_id: uuid.UUID) -> str:
-    return (
-        await session.scalar(
-            select(col(Workspace.timezone)).where(col(Workspace.id) == workspace_id)
+async def _calendar(session: AsyncSession, workspace_id: uuid.UUID) -> tuple[str, str | None]:
+    """The workspace's time zone and holiday calendar, which due dates are counted in."""
+    row = (
+        await session.execute(
+            select(col(Workspace.timezone), col(Workspace.holiday_calendar)).where(
+                col(Workspace.id) == workspace_id
+            )
         )
-    ) or "UTC"
+    ).first()
+    return (row.timezone, row.holiday_calendar) if row else ("UTC", None)
 
 
 async def _pending_handoff(

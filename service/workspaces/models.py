@@ -18,6 +18,11 @@ class Workspace(SQLModel, table=True):
     name: str = Field(max_length=200)
     renewal_quarterback: str = Field(default="csm", max_length=40)
     timezone: str = Field(default="UTC", max_length=64)
+    # Public holidays that business-day due dates skip: "US", "DE", "US-CA"; none by default.
+    holiday_calendar: str | None = Field(default=None, max_length=20)
+    playbook_version: int | None = Field(
+        default=None, description="The published playbook version in force."
+    )
     created_at: datetime = created_at_field()
 
 

@@ -22,6 +22,9 @@ class WorkspaceRead(BaseModel):
     name: str
     renewal_quarterback: str = Field(description="Quarterback of RENEW: csm, sales or revops.")
     timezone: str
+    holiday_calendar: str | None = Field(
+        description="Public holidays that business-day due dates skip (e.g. US, DE, US-CA)."
+    )
     created_at: datetime
 
 
@@ -31,6 +34,9 @@ class WorkspaceUpdate(BaseModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     renewal_quarterback: Literal["csm", "sales", "revops"] | None = None
     timezone: str | None = Field(default=None, description="IANA time zone, e.g. Europe/Paris.")
+    holiday_calendar: str | None = Field(
+        default=None, description="Country code (US, GB, DE, US-CA …) or null for none."
+    )
 
 
 class ApiKeyCreate(BaseModel):

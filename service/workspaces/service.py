@@ -8,15 +8,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from service.db.types import utcnow, uuid7
+from service.db.types import utcnow
 from service.errors import InvalidInput, NotAuthenticated, NotFound
-from service.kit.dates import is_valid_timezone
+from service.kit.dates import is_valid_calendar, is_valid_timezone
 from service.lifecycle import default_model
-from service.lifecycle.models import Department, Stage
+from service.lifecycle.models import Stage
+from service.playbooks import document as playbook_document
+from service.playbooks import service as playbooks_service
 from service.workspaces.models import ApiKey, Workspace
 
 SCOPES = ("admin", "write", "read", "forecast:read")
@@ -28,6 +30,7 @@ IMPLIED_SCOPES: dict[str, frozenset[str]] = {
     "forecast:read": frozenset({"forecast:read"}),
 }
 KEY_PREFIX = "qb_"
+UNSET = object()  # "not given", where None means "clear"
 
 
 def hash_key(raw_key: str) -> str:
@@ -72,30 +75,13 @@ async def create_workspace(
     workspace = Workspace(name=name, renewal_quarterback=renewal_quarterback, timezone=timezone)
     session.add(workspace)
     await session.flush()
-    await session.execute(
-        insert(Department),
-        [
-            {"id": uuid7(), "workspace_id": workspace.id, "key": key, "name": label}
-            for key, label in default_model.DEPARTMENTS.items()
-        ],
-    )
-    await session.execute(
-        insert(Stage),
-        [
-            {
-                "id": uuid7(),
-                "workspace_id": workspace.id,
-                "key": spec.key,
-                "name": spec.name,
-                "position": position,
-                "quarterback": renewal_quarterback if spec.key == "RENEW" else spec.quarterback,
-                "supporting": list(spec.supporting),
-                "next_stages": list(spec.next_stages),
-                "backward_stages": list(spec.backward_stages),
-                "entered_when": spec.entered_when,
-            }
-            for position, spec in enumerate(default_model.STAGES)
-        ],
+    # A new workspace starts with the default playbook as version 1.
+    await playbooks_service.publish(
+        session,
+        workspace_id=workspace.id,
+        document=playbook_document.default_document(),
+        actor="system",
+        note="default playbook",
     )
     return workspace
 
@@ -120,6 +106,7 @@ async def update_workspace(
     name: str | None = None,
     renewal_quarterback: str | None = None,
     timezone: str | None = None,
+    holiday_calendar: str | object | None = UNSET,
 ) -> Workspace:
     workspace = await get_workspace(session, workspace_id)
     if name is not None:
@@ -130,13 +117,26 @@ async def update_workspace(
         if not is_valid_timezone(timezone):
             raise InvalidInput(f"unknown time zone {timezone!r}; use an IANA name")
         workspace.timezone = timezone
+    if holiday_calendar is not UNSET:
+        if holiday_calendar is not None and not (
+            isinstance(holiday_calendar, str) and is_valid_calendar(holiday_calendar)
+        ):
+            raise InvalidInput(
+                f"unknown holiday calendar {holiday_calendar!r}; use a country code such as "
+                "US, GB or DE, optionally with a subdivision (US-CA), or null for none",
+                errors=[{"field": "holiday_calendar", "in": "body", "message": "unknown"}],
+            )
+        workspace.holiday_calendar = holiday_calendar
     if renewal_quarterback is not None:
         _check_renewal_quarterback(renewal_quarterback)
         workspace.renewal_quarterback = renewal_quarterback
-        # The RENEW stage's quarterback is this setting; keep the model in step.
+        # Stages whose playbook quarterback is `renewal_owner` follow this setting.
         await session.execute(
             update(Stage)
-            .where(col(Stage.workspace_id) == workspace_id, col(Stage.key) == "RENEW")
+            .where(
+                col(Stage.workspace_id) == workspace_id,
+                col(Stage.quarterback_role) == playbook_document.RENEWAL_OWNER,
+            )
             .values(quarterback=renewal_quarterback)
         )
     await session.flush()
