@@ -19,6 +19,8 @@ from service.config import Settings
 app = typer.Typer(help="Quarterback: customer lifecycle handoffs.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Create and list workspaces.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
+playbook_app = typer.Typer(help="Check playbook documents.", no_args_is_help=True)
+app.add_typer(playbook_app, name="playbook")
 
 console = Console()
 err = Console(stderr=True)
@@ -272,6 +274,32 @@ def schemas(
 
     for path in write_contracts(out):
         console.print(f"wrote {path}")
+
+
+@playbook_app.command("validate")
+def playbook_validate(
+    file: Annotated[Path, typer.Argument(help="A playbook in YAML or JSON; - for stdin.")],
+) -> None:
+    """Check a playbook offline, as PUT /v1/playbook would: exit 0 if valid, 1 with errors."""
+    from service.playbooks import document as playbook_document
+
+    if str(file) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise fail(f"cannot read {file}: {exc.strerror}", code=2) from None
+    try:
+        errors = playbook_document.validate(playbook_document.parse(text))
+    except playbook_document.InvalidPlaybook as exc:
+        errors = exc.errors
+    if not errors:
+        print(f"{file}: valid")
+        return
+    for error in errors:
+        print(f"{file}:{error.pointer or '/'}: {error.message}", file=sys.stderr)
+    raise typer.Exit(1)
 
 
 def main() -> None:

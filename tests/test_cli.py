@@ -117,3 +117,17 @@ def test_serve_demo_prints_a_working_key_and_curl_commands(demo_server):
         assert len({a["stage"] for a in accounts}) >= 4
         tasks = http.get(f"{base_url}/v1/tasks?status=open&kind=handoff", headers=headers).json()
         assert tasks["items"]
+
+
+def test_playbook_validate_offline(tmp_path):
+    env = _env(tmp_path)
+    default = Path(__file__).resolve().parents[1] / "service" / "playbooks" / "default.yaml"
+    ok = run(["playbook", "validate", str(default)], env, tmp_path)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(default.read_text().replace("move_to: IMPLEMENT", "move_to: MARS"))
+    result = run(["playbook", "validate", str(broken)], env, tmp_path)
+    assert result.returncode == 1
+    assert "/rules/1/move_to" in result.stderr and "MARS" in result.stderr
+    missing = run(["playbook", "validate", str(tmp_path / "nope.yaml")], env, tmp_path)
+    assert missing.returncode == 2

@@ -188,3 +188,33 @@ async def test_events_record_opportunities_and_contracts_once(client, workspace)
         await client.get(f"/v1/accounts/{account['id']}/opportunities", headers=workspace.headers)
     ).json()["items"]
     assert [(o["external_id"], o["status"]) for o in opportunities] == [("deal-9", "won")]
+
+
+async def test_an_unexpected_failure_keeps_the_event_for_replay(client, workspace, monkeypatch):
+    from service.deals import service as deals_service
+
+    real = deals_service.record_deal_facts
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("deal store unavailable")
+
+    monkeypatch.setattr(deals_service, "record_deal_facts", broken)
+    account = await factories.create_account(
+        client, workspace, stage="ACQUIRE", external_ids={"hubspot": "company-1"}
+    )
+    failed = await _post(client, workspace, _event("f1", "closed_won"))
+    assert failed.status_code == 201  # acknowledged, and kept
+    assert failed.json()["outcome"] == "failed"
+    assert "deal store unavailable" in failed.json()["reason"]
+    read = (await client.get(f"/v1/accounts/{account['id']}", headers=workspace.headers)).json()
+    assert read["stage"] == "ACQUIRE"  # nothing half-applied
+    assert not (await client.get("/v1/tasks?department=professional_services",
+                                 headers=workspace.headers)).json()["items"]  # fmt: skip
+
+    monkeypatch.setattr(deals_service, "record_deal_facts", real)
+    replayed = await client.post(
+        f"/v1/events/{failed.json()['id']}/replay", headers=workspace.headers
+    )
+    assert replayed.json()["outcome"] == "applied"
+    read = (await client.get(f"/v1/accounts/{account['id']}", headers=workspace.headers)).json()
+    assert read["stage"] == "IMPLEMENT"

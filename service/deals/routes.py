@@ -19,6 +19,7 @@ from service.deals.schemas import (
     OpportunityStatus,
 )
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.playbooks import hooks as playbook_hooks
 from service.workspaces.auth import Reader, SessionDep, Writer
 
 router = APIRouter(prefix="/v1", tags=["deals"])
@@ -73,8 +74,10 @@ async def list_contracts(
 
 @router.post("/contracts", response_model=ContractRead, status_code=status.HTTP_201_CREATED)
 async def create_contract(session: SessionDep, principal: Writer, body: ContractCreate) -> object:
-    """Enter a contract by hand (contracts also come from closed-won and renewal events)."""
-    return await deals_service.create_contract(
+    """Enter a contract by hand (contracts also come from closed-won and renewal events).
+
+    Its renewal window is timed like an event-made contract's."""
+    contract = await deals_service.create_contract(
         session,
         workspace_id=principal.workspace_id,
         account_id=body.account_id,
@@ -84,6 +87,14 @@ async def create_contract(session: SessionDep, principal: Writer, body: Contract
         currency=body.currency,
         auto_renew=body.auto_renew,
     )
+    await playbook_hooks.contract_created(
+        session,
+        workspace_id=principal.workspace_id,
+        account_id=contract.account_id,
+        contract_id=contract.id,
+        ends_on=contract.ends_on,
+    )
+    return contract
 
 
 @router.get("/contracts/{contract_id}", response_model=ContractRead)

@@ -10,6 +10,7 @@ the event row and the tasks record which playbook version and rule made it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +25,18 @@ from service.accounts.models import Account, AccountExternalId, AccountOwner
 from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.deals import service as deals_service
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound, QuarterbackError
 from service.lifecycle.models import LifecycleEvent
 from service.lifecycle.transitions import transition_account
 from service.plans import service as plans_service
+from service.playbooks import hooks as playbook_hooks
 from service.playbooks import service as playbooks_service
 from service.playbooks.effects import Owner, plan_effects
 from service.playbooks.rules import Decision, Facts, Playbook, decide
 from service.tasks import service as tasks_service
 from service.workspaces.models import Workspace
+
+logger = logging.getLogger("quarterback.events")
 
 # Events that may create the account they name when it is not known yet.
 CREATES_ACCOUNT = frozenset({"opportunity_created"})
@@ -97,8 +101,32 @@ async def apply_event(
     if account is None:
         _decide(record, "pending", f"no account {_account_ref(event)} in this workspace yet")
         return EventOutcome(event=record, duplicate=False)
-    await _process(session, record, account, actor)
+    await _process_or_keep(session, record, account, actor)
     return EventOutcome(event=record, duplicate=False)
+
+
+async def _process_or_keep(
+    session: AsyncSession, record: LifecycleEvent, account: Account, actor: str | None
+) -> None:
+    """Process the event; if something unexpected breaks, keep it as `failed` for replay.
+
+    Domain errors (bad input, conflicts) still propagate: the caller gets a 4xx and nothing
+    is acknowledged. Anything else is a fault on our side, and an acknowledged event must
+    not be lost to it: its effects roll back to a savepoint and the event row stays.
+    """
+    # Rolling back the savepoint expires what it touched: keep what we need to say why.
+    account_id, label = account.id, f"{record.source}:{record.external_id}"
+    try:
+        async with session.begin_nested():
+            await _process(session, record, account, actor)
+    except QuarterbackError:
+        raise
+    except Exception as exc:
+        logger.exception("event %s failed; kept for replay", label)
+        await session.refresh(record)
+        record.account_id = account_id
+        _decide(record, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        await session.flush()
 
 
 async def _process(
@@ -108,7 +136,7 @@ async def _process(
     record.account_id = account.id
     payload = record.payload
     # Opportunities and contracts are facts from the sender, whatever the stage decision.
-    await deals_service.record_deal_facts(
+    facts = await deals_service.record_deal_facts(
         session,
         workspace_id=record.workspace_id,
         account_id=account.id,
@@ -118,6 +146,14 @@ async def _process(
         contract=payload.get("contract"),
         occurred_at=record.occurred_at,
     )
+    if facts.contract_created and facts.contract is not None:
+        await playbook_hooks.contract_created(
+            session,
+            workspace_id=record.workspace_id,
+            account_id=account.id,
+            contract_id=facts.contract.id,
+            ends_on=facts.contract.ends_on,
+        )
     await _evaluate(session, record, account, actor)
     if record.outcome == "applied":
         await _retry_pending(session, record.workspace_id, account.id, actor)
@@ -251,7 +287,7 @@ async def _scaffold_plan(
     starts_on = contract.starts_on if contract else record.occurred_at.date()
     template = playbook.success_plan
     try:
-        await plans_service.scaffold_plan(
+        plan = await plans_service.scaffold_plan(
             session,
             workspace_id=record.workspace_id,
             account_id=account.id,
@@ -264,6 +300,7 @@ async def _scaffold_plan(
     except Conflict as exc:
         # The move stands; the plan needs a person (its dates clash with an existing year).
         return f"success plan not scaffolded: {exc.detail}"
+    await playbook_hooks.plan_scaffolded(session, plan=plan)
     return None
 
 
@@ -387,5 +424,5 @@ async def replay_event(
         _decide(record, "pending", f"no account {_account_ref(record.payload)} yet")
         await session.flush()
     else:
-        await _process(session, record, account, actor)
+        await _process_or_keep(session, record, account, actor)
     return record

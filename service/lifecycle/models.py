@@ -50,6 +50,8 @@ class Stage(SQLModel, table=True):
     handoff_checklist: list[str] = json_field()
     handoff_due_days: int = Field(default=2)
     accept_within_days: int = Field(default=2)
+    # The playbook's stuck_in_stage time rules for this stage: timers set on each entry.
+    stuck_rules: list[dict[str, Any]] = json_field()
 
 
 class LifecycleEvent(SQLModel, table=True):

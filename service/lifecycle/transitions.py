@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.errors import InvalidInput, NotFound, StageChanged, TransitionNotAllowed
+from service.playbooks import schedules
 from service.tasks import service as tasks_service
 
 # Statements are built once: constructing them per call cost more CPU than running them.
@@ -47,6 +48,8 @@ LOCK_ACCOUNT = (
         _s.backward_stages,
         _s.handoff_checklist,
         _s.handoff_due_days,
+        _s.accept_within_days,
+        _s.stuck_rules,
         _w.timezone,
         _w.holiday_calendar,
         _w.playbook_version,
@@ -180,6 +183,7 @@ async def transition_account(
             assignee_name=target.owner_name,
             checklist=target.handoff_checklist,
             due_in_business_days=target.handoff_due_days,
+            accept_within_days=target.accept_within_days,
             timezone=rows[0].timezone,
             calendar=rows[0].holiday_calendar,
             actor=actor,
@@ -187,6 +191,16 @@ async def transition_account(
         )
         transition["handoff_task_id"] = handoff["id"]
     await connection.execute(INSERT_TRANSITION, transition)
+    if target.stuck_rules:
+        await schedules.schedule_stuck_rules(
+            session,
+            workspace_id=workspace_id,
+            account_id=account_id,
+            transition_id=transition["id"],
+            stage=to_stage,
+            rules=target.stuck_rules,
+            entered_at=now,
+        )
     return TransitionResult(transition=transition, handoff_task=handoff)
 
 

@@ -139,6 +139,7 @@ class TimeRule:
     stage: str | None
     unless: str | None
     task: TaskTemplate | None
+    document: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ def compile_playbook(document: dict[str, Any], version: int) -> Playbook:
                 stage=raw.get("stage"),
                 unless=raw.get("unless"),
                 task=TaskTemplate.parse(raw["task"]) if "task" in raw else None,
+                document=dict(raw),
             )
             for raw in document.get("time_rules", ())
         ),

@@ -214,6 +214,11 @@ async def _sync_lifecycle_tables(
                 "handoff_checklist": list(spec.handoff_checklist),
                 "handoff_due_days": spec.handoff_due_days,
                 "accept_within_days": spec.accept_within_days,
+                "stuck_rules": [
+                    rule.document
+                    for rule in playbook.time_rules
+                    if rule.kind == "stuck_in_stage" and rule.stage == spec.key
+                ],
             }
             for spec in playbook.stages.values()
         ],

@@ -19,6 +19,7 @@ from service.kit.dates import add_business_days, local_today
 from service.kit.pagination import decode_cursor, trim_page
 from service.lifecycle import default_model
 from service.lifecycle.models import Stage
+from service.playbooks import schedules
 from service.tasks.models import Task, TaskActivity
 from service.workspaces.models import Workspace
 
@@ -84,6 +85,7 @@ async def raise_handoff(
     assignee_name: str | None = None,
     checklist: list[str] | tuple[str, ...] = (),
     due_in_business_days: int = 2,
+    accept_within_days: int = 2,
     actor: str | None = None,
     parent_task_id: uuid.UUID | None = None,
     now: datetime | None = None,
@@ -127,6 +129,16 @@ async def raise_handoff(
     await connection.execute(
         INSERT_ACTIVITY, _activity(task["id"], workspace_id, "created", actor, now=now)
     )
+    await schedules.schedule_handoff_sla(
+        session,
+        workspace_id=workspace_id,
+        account_id=account_id,
+        task_id=task["id"],
+        accept_within_days=accept_within_days,
+        now=now,
+        timezone=timezone,
+        calendar=calendar,
+    )
     return task
 
 
@@ -140,6 +152,7 @@ async def raise_task(
     timezone: str,
     calendar: str | None = None,
     due_in_business_days: int | None = None,
+    due_on: date | None = None,
     priority: str = "normal",
     checklist: list[str] | tuple[str, ...] = (),
     assignee_id: str | None = None,
@@ -152,11 +165,8 @@ async def raise_task(
 ) -> dict[str, Any]:
     """Write a task a rule raised (a playbook rule, a time rule): two Core inserts."""
     now = now or utcnow()
-    due_on = (
-        add_business_days(local_today(now, timezone), due_in_business_days, calendar)
-        if due_in_business_days is not None
-        else None
-    )
+    if due_on is None and due_in_business_days is not None:
+        due_on = add_business_days(local_today(now, timezone), due_in_business_days, calendar)
     task: dict[str, Any] = dict(
         id=uuid7(),
         workspace_id=workspace_id,
@@ -445,6 +455,7 @@ async def accept_handoff(
     comment: str | None = None,
 ) -> Task:
     task = await _pending_handoff(session, workspace_id, task_id)
+    await schedules.cancel_handoff_sla(session, workspace_id=workspace_id, task_id=task.id)
     now = utcnow()
     diff: dict[str, list[Any]] = {"handoff_status": ["pending", "accepted"]}
     task.handoff_status = "accepted"
@@ -477,6 +488,7 @@ async def reject_handoff(
             errors=[{"field": "reason", "in": "body", "message": "required"}],
         )
     task = await _pending_handoff(session, workspace_id, task_id)
+    await schedules.cancel_handoff_sla(session, workspace_id=workspace_id, task_id=task.id)
     if task.from_department is None:
         raise Conflict("this handoff has no previous quarterback to return it to")
     now = utcnow()
@@ -556,6 +568,7 @@ async def _resubmit_handoff(
         assignee_name=owner.user_name if owner else None,
         checklist=stage.handoff_checklist if stage else (),
         due_in_business_days=stage.handoff_due_days if stage else 2,
+        accept_within_days=stage.accept_within_days if stage else 2,
         actor=actor,
         parent_task_id=rework.id,
         now=now,

@@ -73,6 +73,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("accept_within_days", sa.Integer(), nullable=False, server_default="2")
         )
+        batch_op.add_column(
+            sa.Column("stuck_rules", sa.JSON(), nullable=False, server_default="[]")
+        )
 
     with op.batch_alter_table("stage_transitions", schema=None) as batch_op:
         batch_op.add_column(
@@ -95,6 +98,7 @@ def downgrade() -> None:
         batch_op.drop_column("playbook_version")
         batch_op.drop_column("skipped_stages")
     with op.batch_alter_table("stages", schema=None) as batch_op:
+        batch_op.drop_column("stuck_rules")
         batch_op.drop_column("accept_within_days")
         batch_op.drop_column("handoff_due_days")
         batch_op.drop_column("handoff_checklist")
