@@ -48,6 +48,9 @@ async def test_duplicate_delivery_changes_nothing(client, workspace):
     assert again.json()["duplicate"] is True
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["outcome"] == "applied"
+    assert again.json()["duplicates"] == 1
+    listed = (await client.get("/v1/events?outcome=duplicate", headers=workspace.headers)).json()
+    assert [(e["external_id"], e["duplicates"]) for e in listed["items"]] == [("e1", 1)]
     tasks = (await client.get("/v1/tasks?kind=handoff", headers=workspace.headers)).json()
     assert len(tasks["items"]) == 1
     # The same id from another source is another event.

@@ -85,6 +85,8 @@ class EventRead(BaseModel):
     transition_id: uuid.UUID | None
     playbook_version: int | None = Field(description="The playbook version that decided.")
     rule: str | None = Field(description="The playbook rule that decided, if one matched.")
+    duplicates: int = Field(description="Repeat deliveries received, none of them applied.")
+    last_duplicate_at: datetime | None
     received_at: datetime
     decided_at: datetime | None
     duplicate: bool = Field(default=False, description="True when this delivery was a repeat.")
@@ -166,7 +168,10 @@ async def list_events(
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: str | None = None,
-    outcome: Literal["applied", "ignored", "pending", "failed"] | None = None,
+    outcome: Annotated[
+        Literal["applied", "ignored", "pending", "failed", "duplicate"] | None,
+        Query(description="`duplicate`: events delivered more than once."),
+    ] = None,
     account_id: uuid.UUID | None = None,
 ) -> object:
     rows = await events_service.list_events(

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -87,11 +87,14 @@ async def apply_event(
     ).first()
     if inserted is None:
         first = await session.scalar(
-            select(LifecycleEvent).where(
+            update(LifecycleEvent)
+            .where(
                 col(LifecycleEvent.workspace_id) == workspace_id,
                 col(LifecycleEvent.source) == source,
                 col(LifecycleEvent.external_id) == event["id"],
             )
+            .values(duplicates=col(LifecycleEvent.duplicates) + 1, last_duplicate_at=utcnow())
+            .returning(LifecycleEvent)
         )
         assert first is not None
         return EventOutcome(event=first, duplicate=True)
@@ -395,7 +398,9 @@ async def list_events(
     after: uuid.UUID | None,
 ) -> list[LifecycleEvent]:
     statement = select(LifecycleEvent).where(col(LifecycleEvent.workspace_id) == workspace_id)
-    if outcome:
+    if outcome == "duplicate":
+        statement = statement.where(col(LifecycleEvent.duplicates) > 0)
+    elif outcome:
         statement = statement.where(col(LifecycleEvent.outcome) == outcome)
     if account_id:
         statement = statement.where(col(LifecycleEvent.account_id) == account_id)

@@ -78,5 +78,8 @@ class LifecycleEvent(SQLModel, table=True):
     transition_id: uuid.UUID | None = None
     playbook_version: int | None = None
     rule: str | None = Field(default=None, max_length=200)
+    # Repeat deliveries of the same (source, id): counted, never applied again.
+    duplicates: int = Field(default=0)
+    last_duplicate_at: datetime | None = timestamp_field()
     received_at: datetime = created_at_field()
     decided_at: datetime | None = timestamp_field()

@@ -96,8 +96,10 @@ async def raise_handoff(
     building ORM objects cost more than the inserts.
     """
     now = now or utcnow()
-    task: dict[str, Any] = dict(
-        id=uuid7(),
+    task = await _write_task(
+        session,
+        actor=actor,
+        now=now,
         workspace_id=workspace_id,
         account_id=account_id,
         kind=KIND_HANDOFF,
@@ -106,11 +108,9 @@ async def raise_handoff(
             f"to {department_label(to_department)}"
         ),
         department=to_department,
-        status="open",
         priority="high",
         assignee_id=assignee_id,
         assignee_name=assignee_name,
-        handoff_reason=None,
         due_on=add_business_days(local_today(now, timezone), due_in_business_days, calendar),
         checklist=checklist_items(checklist),
         from_department=from_department,
@@ -121,13 +121,6 @@ async def raise_handoff(
         handoff_status="pending",
         transition_id=transition_id,
         parent_task_id=parent_task_id,
-        created_at=now,
-        updated_at=now,
-    )
-    connection = await session.connection()
-    await connection.execute(INSERT_TASK, task)
-    await connection.execute(
-        INSERT_ACTIVITY, _activity(task["id"], workspace_id, "created", actor, now=now)
     )
     await schedules.schedule_handoff_sla(
         session,
@@ -167,35 +160,54 @@ async def raise_task(
     now = now or utcnow()
     if due_on is None and due_in_business_days is not None:
         due_on = add_business_days(local_today(now, timezone), due_in_business_days, calendar)
-    task: dict[str, Any] = dict(
-        id=uuid7(),
+    return await _write_task(
+        session,
+        actor=actor,
+        now=now,
         workspace_id=workspace_id,
         account_id=account_id,
         kind=kind,
         title=title[:300],
         department=department,
-        status="open",
         priority=priority,
         assignee_id=assignee_id,
         assignee_name=assignee_name,
         due_on=due_on,
         checklist=checklist_items(checklist),
-        from_department=None,
-        to_department=None,
-        from_stage=None,
-        to_stage=None,
-        context={},
-        handoff_status=None,
-        handoff_reason=None,
         transition_id=transition_id,
         parent_task_id=parent_task_id,
-        created_at=now,
-        updated_at=now,
     )
+
+
+# Columns a task starts with unless its raiser says otherwise.
+_NEW_TASK: dict[str, Any] = {
+    "status": "open",
+    "priority": "normal",
+    "assignee_id": None,
+    "assignee_name": None,
+    "due_on": None,
+    "checklist": [],
+    "from_department": None,
+    "to_department": None,
+    "from_stage": None,
+    "to_stage": None,
+    "context": {},
+    "handoff_status": None,
+    "handoff_reason": None,
+    "transition_id": None,
+    "parent_task_id": None,
+}
+
+
+async def _write_task(
+    session: AsyncSession, *, actor: str | None, now: datetime, **columns: Any
+) -> dict[str, Any]:
+    """Insert a task and its `created` activity with Core statements; return its columns."""
+    task = {**_NEW_TASK, "id": uuid7(), "created_at": now, "updated_at": now, **columns}
     connection = await session.connection()
     await connection.execute(INSERT_TASK, task)
     await connection.execute(
-        INSERT_ACTIVITY, _activity(task["id"], workspace_id, "created", actor, now=now)
+        INSERT_ACTIVITY, _activity(task["id"], task["workspace_id"], "created", actor, now=now)
     )
     return task
 

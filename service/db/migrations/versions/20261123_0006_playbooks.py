@@ -1,5 +1,5 @@
 """playbooks: published versions, stage handoff settings, playbook version on history,
-holiday calendar of a workspace
+holiday calendar of a workspace, duplicate deliveries of an event
 
 Revision ID: 0006
 Revises: 0005
@@ -88,10 +88,20 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("rule", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
         )
+        batch_op.add_column(
+            sa.Column("duplicates", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(
+            sa.Column(
+                "last_duplicate_at", service.db.types.UTCDateTime(timezone=True), nullable=True
+            )
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("lifecycle_events", schema=None) as batch_op:
+        batch_op.drop_column("last_duplicate_at")
+        batch_op.drop_column("duplicates")
         batch_op.drop_column("rule")
         batch_op.drop_column("playbook_version")
     with op.batch_alter_table("stage_transitions", schema=None) as batch_op:
