@@ -67,6 +67,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -83,8 +84,10 @@ from service.db.engine import create_engine, create_sessionmaker
 from service.db.migrate import upgrade
 from service.db.types import utcnow, uuid7
 from service.kit.dates import add_business_days, local_today
-from service.lifecycle import default_model
 from service.lifecycle.transitions import transition_account
+from service.playbooks.document import default_document
+from service.playbooks.rules import compile_playbook
+from service.playbooks.schedules import business_deadline
 from service.tasks import service as tasks_service
 from service.workspaces import service as workspaces_service
 
@@ -104,7 +107,7 @@ CYCLE: tuple[str, ...] = (
     "VALUE",
     "CHURNED",
 )
-_SPECS = {spec.key: spec for spec in default_model.STAGES}
+_SPECS = compile_playbook(default_document(), version=1).stages
 # The departments that quarterback a stage of the cycle: every account has an owner in each.
 OWNER_DEPARTMENTS: tuple[str, ...] = ("marketing", "sales", "professional_services", "csm")
 SEED_BATCH = 250  # accounts per seeding transaction
@@ -113,14 +116,14 @@ SEED_PARALLEL = 4  # seeding transactions at once
 
 def _reason(from_stage: str, to_stage: str) -> str | None:
     """Backward moves need a reason; forward moves go without, as most API calls do."""
-    return BACKWARD_REASON if to_stage in _SPECS[from_stage].backward_stages else None
+    return BACKWARD_REASON if to_stage in _SPECS[from_stage].back else None
 
 
 def _check_cycle() -> None:
     for position, from_stage in enumerate(CYCLE):
         to_stage = CYCLE[(position + 1) % len(CYCLE)]
         spec = _SPECS[from_stage]
-        if to_stage not in spec.next_stages + spec.backward_stages:
+        if to_stage not in spec.next + spec.back:
             raise SystemExit(f"bench cycle is stale: {from_stage} → {to_stage} is not allowed")
 
 
@@ -241,8 +244,11 @@ def service_move(sessionmaker: async_sessionmaker[AsyncSession], workspace_id: u
 # Variant B: the same SQL on a bare asyncpg pool.
 
 LOCK_SQL = """
-SELECT accounts.name, accounts.stage, stages.key, stages.name AS stage_name,
-       stages.quarterback, stages.next_stages, stages.backward_stages, workspaces.timezone,
+SELECT accounts.name, accounts.stage, stages.key, stages.quarterback,
+       stages.quarterback_name, stages.next_stages, stages.backward_stages,
+       stages.handoff_checklist, stages.handoff_due_days, stages.accept_within_days,
+       stages.stuck_rules, workspaces.timezone, workspaces.holiday_calendar,
+       workspaces.playbook_version,
        (SELECT receiving_owner.user_id FROM account_owners AS receiving_owner
          WHERE receiving_owner.account_id = accounts.id
            AND receiving_owner.department = stages.quarterback) AS owner_id,
@@ -275,8 +281,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 INSERT_TRANSITION_SQL = """
 INSERT INTO stage_transitions (id, workspace_id, account_id, from_stage, to_stage, reason,
-                               cause, actor, backward, occurred_at, handoff_task_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                               cause, actor, backward, skipped_stages, playbook_version,
+                               occurred_at, handoff_task_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+"""
+# The service's timers (handoff acceptance SLA, stuck-in-stage rules), as it writes them.
+INSERT_TIMER_SQL = """
+INSERT INTO timers (id, workspace_id, kind, key, account_id, due_at, payload, status,
+                    attempts, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8)
+ON CONFLICT (workspace_id, key) DO NOTHING
 """
 
 
@@ -309,15 +323,14 @@ def raw_move(pool: asyncpg.Pool, workspace_id: uuid.UUID) -> Move:
             from_qb, to_qb = current["quarterback"], target["quarterback"]
             if to_qb != from_qb:
                 task_id = uuid7()
-                checklist = default_model.HANDOFF_CHECKLISTS.get(
-                    (from_qb, to_qb), default_model.DEFAULT_CHECKLIST
-                )
+                checklist = target["handoff_checklist"]
                 title = (
-                    f"Handoff: {rows[0]['name']} from {tasks_service.department_label(from_qb)} "
-                    f"to {tasks_service.department_label(to_qb)}"
+                    f"Handoff: {rows[0]['name']} from {current['quarterback_name']} "
+                    f"to {target['quarterback_name']}"
                 )
+                zone, calendar = rows[0]["timezone"], rows[0]["holiday_calendar"]
                 due_on = add_business_days(
-                    local_today(now, rows[0]["timezone"]), default_model.HANDOFF_DUE_BUSINESS_DAYS
+                    local_today(now, zone), target["handoff_due_days"], calendar
                 )
                 await connection.execute(
                     INSERT_TASK_SQL,
@@ -356,6 +369,17 @@ def raw_move(pool: asyncpg.Pool, workspace_id: uuid.UUID) -> Move:
                     None,
                     now,
                 )
+                await connection.execute(
+                    INSERT_TIMER_SQL,
+                    uuid7(),
+                    workspace_id,
+                    "handoff_sla",
+                    f"handoff-sla:{task_id}",
+                    account_id,
+                    business_deadline(now, target["accept_within_days"], zone, calendar),
+                    {"task_id": str(task_id), "days": target["accept_within_days"]},
+                    now,
+                )
             await connection.execute(
                 INSERT_TRANSITION_SQL,
                 transition_id,
@@ -367,9 +391,23 @@ def raw_move(pool: asyncpg.Pool, workspace_id: uuid.UUID) -> Move:
                 "manual",
                 ACTOR,
                 backward,
+                [],
+                rows[0]["playbook_version"],
                 now,
                 task_id,
             )
+            for index, rule in enumerate(target["stuck_rules"]):
+                await connection.execute(
+                    INSERT_TIMER_SQL,
+                    uuid7(),
+                    workspace_id,
+                    "stuck_in_stage",
+                    f"stuck:{transition_id}:{index}",
+                    account_id,
+                    now + timedelta(days=int(rule["days"])),
+                    {"stage": to_stage, "transition_id": str(transition_id), "rule": rule},
+                    now,
+                )
         return task_id is not None
 
     return move

@@ -46,6 +46,8 @@ class Stage(SQLModel, table=True):
     entered_when: str = Field(default="", max_length=500)
     # As written in the playbook: a department, or `renewal_owner` (the workspace setting).
     quarterback_role: str = Field(default="", max_length=40)
+    # The quarterback department's display name, for handoff titles written on the hot path.
+    quarterback_name: str = Field(default="", max_length=100)
     # The handoff raised when a move into this stage changes the quarterback.
     handoff_checklist: list[str] = json_field()
     handoff_due_days: int = Field(default=2)

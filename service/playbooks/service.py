@@ -204,6 +204,9 @@ async def _sync_lifecycle_tables(
                 "position": spec.position,
                 "quarterback": playbook.quarterback(spec.key, workspace.renewal_quarterback),
                 "quarterback_role": spec.quarterback,
+                "quarterback_name": playbook.departments.get(
+                    playbook.quarterback(spec.key, workspace.renewal_quarterback), ""
+                ),
                 "supporting": [
                     workspace.renewal_quarterback if d == playbook_document.RENEWAL_OWNER else d
                     for d in spec.supporting

@@ -126,7 +126,7 @@ async def fire_handoff_sla(session: AsyncSession, timer: Timer) -> None:
     account = await session.get_one(Account, task.account_id)
     workspace = await _workspace(session, timer.workspace_id)
     days = timer.payload.get("days")
-    label = tasks_service.department_label(task.department)
+    label = await tasks_service.department_name(session, timer.workspace_id, task.department)
     await tasks_service.raise_task(
         session,
         workspace_id=timer.workspace_id,

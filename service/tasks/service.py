@@ -17,8 +17,7 @@ from service.db.types import utcnow, uuid7
 from service.errors import Conflict, InvalidInput, NotFound, TaskStatusNotAllowed
 from service.kit.dates import add_business_days, local_today
 from service.kit.pagination import decode_cursor, trim_page
-from service.lifecycle import default_model
-from service.lifecycle.models import Stage
+from service.lifecycle.models import Department, Stage
 from service.playbooks import schedules
 from service.tasks.models import Task, TaskActivity
 from service.workspaces.models import Workspace
@@ -38,8 +37,14 @@ INSERT_ACTIVITY = insert(tables.task_activities)
 KIND_REWORK = "handoff_rework"
 
 
-def department_label(key: str) -> str:
-    return default_model.DEPARTMENTS.get(key, key.replace("_", " ").title())
+async def department_name(session: AsyncSession, workspace_id: uuid.UUID, key: str) -> str:
+    """The display name the workspace's playbook gives a department (its key if none)."""
+    name = await session.scalar(
+        select(col(Department.name)).where(
+            col(Department.workspace_id) == workspace_id, col(Department.key) == key
+        )
+    )
+    return name or key
 
 
 def checklist_items(texts: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
@@ -75,6 +80,8 @@ async def raise_handoff(
     account_name: str,
     from_department: str,
     to_department: str,
+    from_name: str | None,
+    to_name: str | None,
     from_stage: str | None,
     to_stage: str | None,
     transition_id: uuid.UUID | None,
@@ -104,8 +111,8 @@ async def raise_handoff(
         account_id=account_id,
         kind=KIND_HANDOFF,
         title=(
-            f"Handoff: {account_name} from {department_label(from_department)} "
-            f"to {department_label(to_department)}"
+            f"Handoff: {account_name} from {from_name or from_department} "
+            f"to {to_name or to_department}"
         ),
         department=to_department,
         priority="high",
@@ -519,8 +526,9 @@ async def reject_handoff(
         account_id=task.account_id,
         kind=KIND_REWORK,
         title=(
-            f"Handoff returned: {account.name} — {department_label(task.department)} "
-            f"needs more from {department_label(task.from_department)}"
+            f"Handoff returned: {account.name} — "
+            f"{await department_name(session, workspace_id, task.department)} "
+            f"needs more from {await department_name(session, workspace_id, task.from_department)}"
         ),
         department=task.from_department,
         priority="high",
@@ -556,6 +564,7 @@ async def _resubmit_handoff(
     account = await _require_account(session, rework.workspace_id, rework.account_id)
     context = {key: rework.context.get(key) for key in ("notes", "links", "risks")}
     to_department = rework.to_department or rework.department
+    from_department = rework.from_department or rework.department
     owner = await _owner(session, rework.account_id, to_department)
     timezone, calendar = await _calendar(session, rework.workspace_id)
     stage = await session.scalar(
@@ -568,8 +577,10 @@ async def _resubmit_handoff(
         workspace_id=rework.workspace_id,
         account_id=rework.account_id,
         account_name=account.name,
-        from_department=rework.from_department or rework.department,
+        from_department=from_department,
         to_department=to_department,
+        from_name=await department_name(session, rework.workspace_id, from_department),
+        to_name=await department_name(session, rework.workspace_id, to_department),
         from_stage=rework.from_stage,
         to_stage=rework.to_stage,
         transition_id=rework.transition_id,

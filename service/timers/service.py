@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select, update
@@ -57,6 +58,9 @@ KEY_MAX_LENGTH = 300
 ERROR_MAX_LENGTH = 2000
 
 _handlers: dict[str, Handler] = {}
+
+
+_warned_kinds: set[str] = set()
 
 
 def register(kind: str, handler: Handler) -> Handler:
@@ -105,32 +109,42 @@ async def schedule(
     """
     if not key or len(key) > KEY_MAX_LENGTH:
         raise ValueError(f"a timer key has 1 to {KEY_MAX_LENGTH} characters, got {len(key)}")
-    if kind not in _handlers:
-        logger.warning("timer %s scheduled with kind %r that has no handler yet", key, kind)
+    if kind not in _handlers and kind not in _warned_kinds:
+        # Once per kind: a process that only schedules (a script) need not load the handlers.
+        _warned_kinds.add(kind)
+        logger.warning("timer %s scheduled with kind %r that has no handler here", key, kind)
     connection = await session.connection()
-    module: Any = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = module.insert(tables.timers).values(
-        id=uuid7(),
-        workspace_id=workspace_id,
-        kind=kind,
-        key=key,
-        account_id=account_id,
-        due_at=due_at,
-        payload=payload or {},
-        status="pending",
-        attempts=0,
-        created_at=utcnow(),
+    await connection.execute(
+        _upsert(connection.dialect.name, replace),
+        {
+            "id": uuid7(),
+            "workspace_id": workspace_id,
+            "kind": kind,
+            "key": key,
+            "account_id": account_id,
+            "due_at": due_at,
+            "payload": payload or {},
+            "status": "pending",
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
     )
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str, replace: bool) -> Any:
+    """The insert-unless-exists statement, built once per dialect: handoffs schedule an SLA
+    timer on the transition hot path, where building statements costs more than running them."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(tables.timers)
     unique = ["workspace_id", "key"]
     if replace:
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=unique,
             set_={"due_at": statement.excluded.due_at, "payload": statement.excluded.payload},
             where=tables.timers.c.status == "pending",
         )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=unique)
-    await connection.execute(statement)
+    return statement.on_conflict_do_nothing(index_elements=unique)
 
 
 async def get_timer(session: AsyncSession, *, workspace_id: uuid.UUID, key: str) -> Timer | None:

@@ -15,8 +15,7 @@ from sqlmodel import col
 from service.db.types import utcnow
 from service.errors import InvalidInput, NotAuthenticated, NotFound
 from service.kit.dates import is_valid_calendar, is_valid_timezone
-from service.lifecycle import default_model
-from service.lifecycle.models import Stage
+from service.lifecycle.models import Department, Stage
 from service.playbooks import document as playbook_document
 from service.playbooks import service as playbooks_service
 from service.workspaces.models import ApiKey, Workspace
@@ -30,6 +29,7 @@ IMPLIED_SCOPES: dict[str, frozenset[str]] = {
     "forecast:read": frozenset({"forecast:read"}),
 }
 KEY_PREFIX = "qb_"
+RENEWAL_QUARTERBACKS = ("csm", "sales", "revops")
 UNSET = object()  # "not given", where None means "clear"
 
 
@@ -87,8 +87,8 @@ async def create_workspace(
 
 
 def _check_renewal_quarterback(value: str) -> None:
-    if value not in default_model.RENEWAL_QUARTERBACKS:
-        allowed = ", ".join(default_model.RENEWAL_QUARTERBACKS)
+    if value not in RENEWAL_QUARTERBACKS:
+        allowed = ", ".join(RENEWAL_QUARTERBACKS)
         raise InvalidInput(f"renewal_quarterback must be one of {allowed}, not {value!r}")
 
 
@@ -137,7 +137,15 @@ async def update_workspace(
                 col(Stage.workspace_id) == workspace_id,
                 col(Stage.quarterback_role) == playbook_document.RENEWAL_OWNER,
             )
-            .values(quarterback=renewal_quarterback)
+            .values(
+                quarterback=renewal_quarterback,
+                quarterback_name=select(col(Department.name))
+                .where(
+                    col(Department.workspace_id) == workspace_id,
+                    col(Department.key) == renewal_quarterback,
+                )
+                .scalar_subquery(),
+            )
         )
     await session.flush()
     return workspace

@@ -65,6 +65,14 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(
+            sa.Column(
+                "quarterback_name",
+                sqlmodel.sql.sqltypes.AutoString(length=100),
+                nullable=False,
+                server_default="",
+            )
+        )
+        batch_op.add_column(
             sa.Column("handoff_checklist", sa.JSON(), nullable=False, server_default="[]")
         )
         batch_op.add_column(
@@ -112,6 +120,7 @@ def downgrade() -> None:
         batch_op.drop_column("accept_within_days")
         batch_op.drop_column("handoff_due_days")
         batch_op.drop_column("handoff_checklist")
+        batch_op.drop_column("quarterback_name")
         batch_op.drop_column("quarterback_role")
     with op.batch_alter_table("workspaces", schema=None) as batch_op:
         batch_op.drop_column("holiday_calendar")
