@@ -190,3 +190,25 @@ async def test_business_reviews_are_raised_each_quarter(client, db, workspace):
     assert [(t["title"], t["due_on"], t["department"]) for t in reviews] == [
         ("Business review with Acme (Q1)", "2027-06-30", "csm")
     ]
+
+
+async def test_changed_cadence_reschedules_and_drops_old_touchpoints(client, db, workspace):
+    account = await _live_customer(client, workspace)
+    response = await client.put(
+        f"/v1/accounts/{account['id']}/plan",
+        json={"touchpoints": [{"name": "Executive review", "every_quarters": 2,
+                               "department": "csm"}]},
+        headers=workspace.headers,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    await _run(db, datetime(2027, 12, 20, tzinfo=UTC))
+    titles = sorted(
+        t["title"]
+        for t in await _tasks(client, workspace, account["id"], kind="task")
+        if "review with" in t["title"]
+    )
+    # The quarterly business reviews were dropped; the half-yearly executive reviews are due.
+    assert titles == [
+        "Executive review with Acme (Q2)",
+        "Executive review with Acme (Q3)",
+    ] or titles == ["Executive review with Acme (Q2)"]

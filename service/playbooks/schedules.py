@@ -138,6 +138,7 @@ async def schedule_touchpoints(
             # Raised two weeks ahead, due on the last day of its quarter.
             due_at=start_of_day(due.due_on - timedelta(days=14), timezone),
             payload={
+                "plan_id": str(plan_id),
                 "name": due.name,
                 "department": due.department,
                 "quarter": due.quarter,

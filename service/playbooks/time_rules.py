@@ -24,6 +24,8 @@ from sqlmodel import col
 
 from service.accounts.models import Account, AccountOwner, StageTransition
 from service.lifecycle.models import LifecycleEvent
+from service.plans.calendar import touchpoint_schedule
+from service.plans.models import SuccessPlan
 from service.playbooks.effects import render_title
 from service.playbooks.schedules import HANDOFF_SLA_KIND, STUCK_KIND, TOUCHPOINT_KIND
 from service.tasks import service as tasks_service
@@ -152,6 +154,18 @@ async def fire_touchpoint(session: AsyncSession, timer: Timer) -> None:
     if account is None or account.stage == "CHURNED":
         return
     payload = timer.payload
+    plan = await session.scalar(
+        select(SuccessPlan).where(
+            col(SuccessPlan.workspace_id) == timer.workspace_id,
+            col(SuccessPlan.id) == uuid.UUID(payload["plan_id"]),
+        )
+    )
+    if plan is None or payload["due_on"] not in {
+        due.due_on.isoformat()
+        for due in touchpoint_schedule(plan.starts_on, plan.ends_on, plan.touchpoints)
+        if due.name == payload["name"]
+    }:
+        return  # the plan's cadence or dates changed since this timer was set
     workspace = await _workspace(session, timer.workspace_id)
     department = payload["department"]
     owner = await _owner(session, account.id, department)
