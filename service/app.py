@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
 
+import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,6 +26,8 @@ from service.plans.routes import router as plans_router
 from service.playbooks.routes import router as playbook_router
 from service.tasks.routes import router as tasks_router
 from service.timers.scheduler import Scheduler
+from service.webhooks.routes import ingest_router as webhooks_router
+from service.webhooks.routes import router as webhook_sources_router
 from service.workspaces.routes import router as workspaces_router
 
 DESCRIPTION = """\
@@ -41,6 +45,7 @@ class State(TypedDict):
     sessionmaker: async_sessionmaker[AsyncSession]
     settings: Settings
     scheduler: Scheduler | None
+    http: httpx.AsyncClient
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -56,14 +61,18 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         if settings.scheduler_enabled:
             scheduler = Scheduler(sessionmaker, poll_seconds=settings.scheduler_poll_seconds)
             scheduler.start()
+        # One client for calls out (CRM lookups): pooled connections, explicit timeouts.
+        http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
         try:
             yield {
                 "engine": active,
                 "sessionmaker": sessionmaker,
                 "settings": settings,
                 "scheduler": scheduler,
+                "http": http,
             }
         finally:
+            await http.aclose()
             if scheduler is not None:
                 await scheduler.stop()
             if owned:
@@ -87,6 +96,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         tasks_router,
         plans_router,
         deals_router,
+        webhook_sources_router,
+        webhooks_router,
     ):
         app.include_router(router)
 
@@ -94,6 +105,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "Database down."}})
     async def readyz(request: Request) -> Any:

@@ -21,6 +21,8 @@ workspace_app = typer.Typer(help="Create and list workspaces.", no_args_is_help=
 app.add_typer(workspace_app, name="workspace")
 playbook_app = typer.Typer(help="Check playbook documents.", no_args_is_help=True)
 app.add_typer(playbook_app, name="playbook")
+webhooks_app = typer.Typer(help="Sign sample deliveries for webhook sources.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 err = Console(stderr=True)
@@ -300,6 +302,60 @@ def playbook_validate(
     for error in errors:
         print(f"{file}:{error.pointer or '/'}: {error.message}", file=sys.stderr)
     raise typer.Exit(1)
+
+
+@webhooks_app.command("sign")
+def webhooks_sign(
+    kind: Annotated[str, typer.Option(help="hubspot, pipedrive, salesforce or standard.")],
+    url: Annotated[str, typer.Option(help="The source's ingestion URL (as the CRM calls it).")],
+    file: Annotated[Path, typer.Argument(help="The body to send; - for stdin.")],
+    secret: Annotated[
+        str | None, typer.Option(help="The source's secret (or QB_WEBHOOK_SECRET).")
+    ] = None,
+    message_id: Annotated[str | None, typer.Option(help="standard: the webhook-id.")] = None,
+) -> None:
+    """Print a curl command that delivers FILE signed the way KIND signs, for trying a
+    source out against a running server."""
+    import os
+    import shlex
+    import time
+    import uuid as uuid_module
+
+    body = sys.stdin.read() if str(file) == "-" else file.read_text()
+    secret = secret or os.environ.get("QB_WEBHOOK_SECRET")
+    if kind != "salesforce" and not secret:
+        raise fail("pass --secret (or set QB_WEBHOOK_SECRET): the source's secret", code=2)
+    headers: dict[str, str] = {}
+    if kind == "standard":
+        from service.webhooks.adapters.standard import sign
+
+        headers = sign(
+            secret or "", message_id or f"msg_{uuid_module.uuid4().hex}", int(time.time()), body
+        )
+        headers["content-type"] = "application/json"
+    elif kind == "hubspot":
+        from service.webhooks.adapters.hubspot_signatures import sign_v3
+
+        timestamp = str(int(time.time() * 1000))
+        headers = {
+            "content-type": "application/json",
+            "x-hubspot-request-timestamp": timestamp,
+            "x-hubspot-signature-v3": sign_v3(secret or "", "POST", url, body, timestamp),
+        }
+    elif kind == "pipedrive":
+        import base64
+
+        token = base64.b64encode(f"quarterback:{secret}".encode()).decode()
+        headers = {"content-type": "application/json", "authorization": f"Basic {token}"}
+    elif kind == "salesforce":
+        headers = {"content-type": "text/xml; charset=utf-8", "soapaction": '""'}
+    else:
+        raise fail(f"unknown kind {kind!r}; hubspot, pipedrive, salesforce or standard", code=2)
+    parts = ["curl", "-s", "-X", "POST", url]
+    for name, value in headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    parts += ["--data-binary", body]
+    print(" ".join(shlex.quote(part) for part in parts))
 
 
 def main() -> None:

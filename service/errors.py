@@ -139,7 +139,11 @@ _HTTP_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QuarterbackError)
     async def _domain(_: Request, exc: QuarterbackError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = None
+        if isinstance(exc, NotAuthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif exc.status == 503:
+            headers = {"Retry-After": "60"}
         return problem_response(exc.body(), headers)
 
     @app.exception_handler(RequestValidationError)

@@ -131,3 +131,44 @@ def test_playbook_validate_offline(tmp_path):
     assert "/rules/1/move_to" in result.stderr and "MARS" in result.stderr
     missing = run(["playbook", "validate", str(tmp_path / "nope.yaml")], env, tmp_path)
     assert missing.returncode == 2
+
+
+def test_webhooks_sign_prints_a_curl_the_server_accepts(demo_server, tmp_path):
+    import shlex
+    import shutil
+
+    base_url, output = demo_server
+    key = re.search(r"Admin API key \(shown once\): (qb_\S+)", output).group(1)
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=10) as http:
+        source = http.post(
+            f"{base_url}/v1/webhook-sources",
+            json={"kind": "standard", "name": "cli"},
+            headers=headers,
+        ).json()
+    event = {
+        "id": "cli-1",
+        "type": "opportunity_created",
+        "occurred_at": "2027-01-12T09:30:00Z",
+        "account": {"external_id": "cli-co", "name": "CLI Co"},
+    }
+    body = tmp_path / "event.json"
+    body.write_text(json.dumps(event))
+    signed = run(
+        ["webhooks", "sign", "--kind", "standard", "--url", source["ingestion_url"],
+         "--secret", source["secret"], str(body)],
+        _env(tmp_path), tmp_path,
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    command = shlex.split(signed.stdout)
+    assert command[0] == "curl"
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    sent = subprocess.run(
+        [*command, "-o", "/dev/null", "-w", "%{http_code}"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert sent.stdout == "200", sent
+    with httpx.Client(timeout=10) as http:
+        events = http.get(f"{base_url}/v1/events", headers=headers).json()["items"]
+    assert [(e["type"], e["outcome"]) for e in events] == [("opportunity_created", "applied")]

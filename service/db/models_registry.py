@@ -7,6 +7,7 @@ from service.plans import models as plans_models
 from service.playbooks import models as playbooks_models
 from service.tasks import models as tasks_models
 from service.timers import models as timers_models
+from service.webhooks import models as webhooks_models
 from service.workspaces import models as workspaces_models
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "playbooks_models",
     "tasks_models",
     "timers_models",
+    "webhooks_models",
     "workspaces_models",
 ]

@@ -13,6 +13,7 @@ from service.lifecycle.models import LifecycleEvent, Stage
 from service.plans.models import Measurement, PlanOutcome, SuccessPlan
 from service.tasks.models import Task, TaskActivity
 from service.timers.models import Timer
+from service.webhooks.models import WebhookRecordState
 from service.workspaces.models import Workspace
 
 
@@ -36,3 +37,4 @@ workspaces = table_of(Workspace)
 success_plans = table_of(SuccessPlan)
 plan_outcomes = table_of(PlanOutcome)
 plan_measurements = table_of(Measurement)
+webhook_record_states = table_of(WebhookRecordState)

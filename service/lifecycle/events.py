@@ -67,6 +67,65 @@ async def apply_event(
     actor: str | None = None,
 ) -> EventOutcome:
     """Record and apply one canonical event; a duplicate changes nothing and returns the first."""
+    record, duplicate = await _record(
+        session,
+        workspace_id=workspace_id,
+        source=source,
+        external_id=event["id"],
+        event_type=event["type"],
+        occurred_at=event["occurred_at"],
+        payload=_jsonable(event),
+    )
+    if duplicate:
+        return EventOutcome(event=record, duplicate=True)
+    account = await _resolve_account(session, workspace_id, source, event, account_id, actor)
+    if account is None:
+        _decide(record, "pending", f"no account {_account_ref(event)} in this workspace yet")
+        return EventOutcome(event=record, duplicate=False)
+    await _process_or_keep(session, record, account, actor)
+    return EventOutcome(event=record, duplicate=False)
+
+
+async def record_unapplied(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    source: str,
+    external_id: str,
+    label: str,
+    outcome: str,
+    reason: str,
+    payload: dict[str, Any],
+) -> EventOutcome:
+    """Keep a delivered item that raises nothing (a mapping miss: `ignored`; an item the
+    event path refused: `failed`), once per (source, id), so people can see why."""
+    record, duplicate = await _record(
+        session,
+        workspace_id=workspace_id,
+        source=source,
+        external_id=external_id,
+        event_type=label[:60] or "unmapped",
+        occurred_at=utcnow(),
+        payload=_jsonable(payload),
+    )
+    if not duplicate:
+        _decide(record, outcome, reason[:2000])
+        await session.flush()
+    return EventOutcome(event=record, duplicate=duplicate)
+
+
+async def _record(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    source: str,
+    external_id: str,
+    event_type: str,
+    occurred_at: Any,
+    payload: dict[str, Any],
+) -> tuple[LifecycleEvent, bool]:
+    """Insert the event row unless (workspace, source, id) exists; on a repeat, count it and
+    return the first row. The unique constraint decides, so concurrent repeats are safe."""
     connection = await session.connection()
     event_id = uuid7()
     inserted = (
@@ -76,36 +135,30 @@ async def apply_event(
                 "id": event_id,
                 "workspace_id": workspace_id,
                 "source": source,
-                "external_id": event["id"],
-                "type": event["type"],
-                "occurred_at": event["occurred_at"],
-                "payload": _jsonable(event),
+                "external_id": external_id,
+                "type": event_type,
+                "occurred_at": occurred_at,
+                "payload": payload,
                 "outcome": "received",
+                "duplicates": 0,
                 "received_at": utcnow(),
             },
         )
     ).first()
-    if inserted is None:
-        first = await session.scalar(
-            update(LifecycleEvent)
-            .where(
-                col(LifecycleEvent.workspace_id) == workspace_id,
-                col(LifecycleEvent.source) == source,
-                col(LifecycleEvent.external_id) == event["id"],
-            )
-            .values(duplicates=col(LifecycleEvent.duplicates) + 1, last_duplicate_at=utcnow())
-            .returning(LifecycleEvent)
+    if inserted is not None:
+        return await session.get_one(LifecycleEvent, event_id), False
+    first = await session.scalar(
+        update(LifecycleEvent)
+        .where(
+            col(LifecycleEvent.workspace_id) == workspace_id,
+            col(LifecycleEvent.source) == source,
+            col(LifecycleEvent.external_id) == external_id,
         )
-        assert first is not None
-        return EventOutcome(event=first, duplicate=True)
-
-    record = await session.get_one(LifecycleEvent, event_id)
-    account = await _resolve_account(session, workspace_id, source, event, account_id, actor)
-    if account is None:
-        _decide(record, "pending", f"no account {_account_ref(event)} in this workspace yet")
-        return EventOutcome(event=record, duplicate=False)
-    await _process_or_keep(session, record, account, actor)
-    return EventOutcome(event=record, duplicate=False)
+        .values(duplicates=col(LifecycleEvent.duplicates) + 1, last_duplicate_at=utcnow())
+        .returning(LifecycleEvent)
+    )
+    assert first is not None
+    return first, True
 
 
 async def _process_or_keep(
