@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -24,6 +24,15 @@ class DatabaseStateStore:
         self.source_id = source_id
 
     async def get(self, key: str) -> dict[str, Any] | None:
+        connection = await self.session.connection()
+        if connection.dialect.name == "postgresql":
+            # Two different notifications about one record at once must not both find "no
+            # state yet": hold a lock on (source, key) until the delivery commits. (SQLite's
+            # BEGIN IMMEDIATE already serializes writers.)
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0))"),
+                {"lock_key": f"{self.source_id}:{key}"},
+            )
         return await self.session.scalar(
             select(col(WebhookRecordState.state)).where(
                 col(WebhookRecordState.source_id) == self.source_id,

@@ -278,6 +278,17 @@ class SalesforceAdapter:
     kind: ClassVar[str] = "salesforce"
     default_mapping: ClassVar[Mapping[str, Any]] = DEFAULT_MAPPING
 
+    def validate_mapping(self, mapping: Mapping[str, Any]) -> None:
+        """Refuse, when the source is saved, what would otherwise refuse every delivery."""
+        org = mapping.get("organization_id")
+        if org is not None and id18(str(org)) is None:
+            raise ValueError("organization_id is not a 15- or 18-character Salesforce id")
+        allowed = mapping.get("allowed_ips") or []
+        try:
+            _networks(tuple(str(entry) for entry in allowed))
+        except VerificationFailed as exc:
+            raise ValueError(str(exc)) from None
+
     def verify(self, delivery: Delivery, source: SourceConfig) -> None:
         """Accept only this source's org, from an allowed address.
 
