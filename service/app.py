@@ -19,9 +19,15 @@ from service.config import Settings, get_settings
 from service.db.engine import create_engine, create_sessionmaker
 from service.deals.routes import router as deals_router
 from service.errors import install_error_handlers, problem, problem_response
+from service.forecasts.routes import router as forecasts_router
+from service.graphql.schema import graphql_router
+from service.kit import backlog
 from service.kit.limits import BodySizeLimit
+from service.kit.observability import RequestContext
 from service.lifecycle.event_routes import router as events_router
 from service.lifecycle.routes import router as lifecycle_router
+from service.outbound.dispatcher import Dispatcher
+from service.outbound.routes import router as subscriptions_router
 from service.plans.routes import router as plans_router
 from service.playbooks.routes import router as playbook_router
 from service.tasks.routes import router as tasks_router
@@ -61,6 +67,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         if settings.scheduler_enabled:
             scheduler = Scheduler(sessionmaker, poll_seconds=settings.scheduler_poll_seconds)
             scheduler.start()
+        dispatcher = None
+        if settings.scheduler_enabled:
+            dispatcher = Dispatcher(sessionmaker, poll_seconds=settings.outbound_poll_seconds)
+            dispatcher.start()
         # One client for calls out (CRM lookups): pooled connections, explicit timeouts.
         http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
         try:
@@ -73,6 +83,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             }
         finally:
             await http.aclose()
+            if dispatcher is not None:
+                await dispatcher.stop()
             if scheduler is not None:
                 await scheduler.stop()
             if owned:
@@ -87,6 +99,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestContext)
     for router in (
         workspaces_router,
         lifecycle_router,
@@ -96,10 +109,13 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         tasks_router,
         plans_router,
         deals_router,
+        forecasts_router,
         webhook_sources_router,
         webhooks_router,
+        subscriptions_router,
     ):
         app.include_router(router)
+    app.include_router(graphql_router(settings))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -107,8 +123,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         return {"status": "ok"}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus metrics of this process."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: this process's counters, and the shared queues' depth."""
+        await backlog.refresh(request.state.engine)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "Database down."}})

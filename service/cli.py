@@ -95,8 +95,10 @@ def serve(
         bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")
     ] = True,
 ) -> None:
-    """Serve the REST API (and later GraphQL) with uvicorn."""
+    """Serve the REST API and GraphQL (/graphql) with uvicorn."""
     import uvicorn
+
+    from service.kit.observability import log_config
 
     settings = load_settings(host=host, port=port)
     if workers > 1 and settings.is_sqlite:
@@ -118,7 +120,11 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         proxy_headers=True,
+        # SIGTERM: stop accepting, finish in-flight requests (up to 30 s), then the lifespan
+        # stops the scheduler and the dispatcher after their current timer or delivery.
+        timeout_graceful_shutdown=30,
     )
 
 
@@ -154,6 +160,7 @@ def worker(
     from service.db import tables
     from service.db.engine import create_sessionmaker
     from service.db.types import utcnow
+    from service.outbound.dispatcher import Dispatcher
     from service.timers.scheduler import Scheduler, default_worker_id
     from service.timers.service import run_pass
 
@@ -164,6 +171,16 @@ def worker(
             fired += result.fired
             if result.claimed == 0:
                 return fired
+
+    async def deliver_outbox(engine: Any) -> int:
+        import httpx
+
+        from service.outbound.dispatcher import deliver_due
+
+        async with httpx.AsyncClient() as http:
+            return await deliver_due(
+                create_sessionmaker(engine), http, worker_id=default_worker_id()
+            )
 
     async def run_until_signal(engine: Any) -> int:
         from sqlalchemy import select
@@ -177,16 +194,29 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        dispatcher = Dispatcher(
+            create_sessionmaker(engine),
+            poll_seconds=settings.outbound_poll_seconds,
+            worker_id=scheduler.worker_id,
+        )
         scheduler.start()
-        print(f"worker {scheduler.worker_id} firing due timers; Ctrl-C to stop", flush=True)
+        dispatcher.start()
+        print(
+            f"worker {scheduler.worker_id} firing due timers and delivering the outbox; "
+            "Ctrl-C to stop",
+            flush=True,
+        )
         try:
             await stop.wait()
         finally:
+            # Finish the timer and the delivery in flight; their row locks go with the commit.
+            await dispatcher.stop()
             await scheduler.stop()
         return scheduler.fired
 
     if once:
         print(f"fired {run_db(settings, fire_due)} timers")
+        print(f"delivered {run_db(settings, deliver_outbox)} outbox messages")
     else:
         print(f"stopped; fired {run_db(settings, run_until_signal)} timers")
 
@@ -271,7 +301,7 @@ def workspace_list() -> None:
 def schemas(
     out: Annotated[Path, typer.Option(help="Project root to write into.")] = Path("."),
 ) -> None:
-    """Write the generated contracts: openapi/openapi.json."""
+    """Write the generated contracts: openapi/openapi.json and schemas/*."""
     from service.contracts import write_contracts
 
     for path in write_contracts(out):

@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="Seconds between looks for due timers."
     )
+    graphql_introspection: bool = Field(
+        default=True,
+        description="Answer GraphQL introspection (GraphiQL needs it); false in locked-down "
+        "deployments (QB_GRAPHQL_INTROSPECTION).",
+    )
+
+    outbound_allow_private_networks: bool = Field(
+        default=False,
+        description="Allow subscription URLs on private or loopback addresses (local testing).",
+    )
+    outbound_poll_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="Seconds between looks at the outbox."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -25,11 +25,18 @@ def playbook_schema_text() -> str:
     return _schema_text()
 
 
+def graphql_schema_text() -> str:
+    from service.graphql.schema import schema_sdl
+
+    return schema_sdl()
+
+
 def write_contracts(root: Path) -> list[Path]:
     written = []
     for relative, text in (
         ("openapi/openapi.json", render_json(openapi_document())),
         ("schemas/playbook.schema.json", playbook_schema_text()),
+        ("schemas/schema.graphql", graphql_schema_text()),
     ):
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)

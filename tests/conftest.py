@@ -90,7 +90,11 @@ async def _clear(database: Database) -> None:
 @pytest.fixture(scope="session")
 async def _app_client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     # No background timer poller here: tests fire timers themselves (tests/test_timers.py).
-    settings = Settings(database_url=database.url, scheduler_enabled=False)
+    settings = Settings(
+        database_url=database.url,
+        scheduler_enabled=False,
+        outbound_allow_private_networks=True,
+    )
     app = create_app(settings, engine=database.engine)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

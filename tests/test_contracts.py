@@ -39,3 +39,12 @@ def test_playbook_schema_file_is_current():
     assert checked_in.exists() and checked_in.read_text() == playbook_schema_text(), (
         "schemas/playbook.schema.json is stale: run `make schemas`"
     )
+
+
+def test_graphql_schema_file_is_current():
+    from service.contracts import graphql_schema_text
+
+    checked_in = ROOT / "schemas" / "schema.graphql"
+    assert checked_in.exists() and checked_in.read_text() == graphql_schema_text(), (
+        "schemas/schema.graphql is stale: run `make schemas`"
+    )

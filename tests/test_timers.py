@@ -467,11 +467,11 @@ def test_worker_once_fires_due_timers_and_warns_about_sqlite(tmp_path):
     url, account_id = _prepare_due_event_timer(tmp_path)
     result = _cli(["worker", "--once"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "fired 1 timers"
+    assert result.stdout.strip().splitlines() == ["fired 1 timers", "delivered 0 outbox messages"]
     assert "warning: SQLite serves one process" in result.stderr
     assert _stage(url, account_id) == "ACQUIRE"
     again = _cli(["worker", "--once"], tmp_path)
-    assert again.stdout.strip() == "fired 0 timers"
+    assert again.stdout.strip().splitlines() == ["fired 0 timers", "delivered 0 outbox messages"]
 
 
 def test_worker_fires_until_sigterm_and_stops_cleanly(tmp_path):

@@ -6,17 +6,24 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import Select, delete, func, insert, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
 from service.db.types import utcnow, uuid7
 from service.errors import Conflict, InvalidInput, NotFound
-from service.kit.pagination import decode_cursor, trim_page
+from service.kit.pagination import (
+    decode_cursor,
+    decode_keyset_cursor,
+    encode_keyset_cursor,
+    invalid_cursor,
+    trim_page,
+)
 from service.lifecycle import service as lifecycle_service
 from service.lifecycle.models import Stage
 from service.lifecycle.transitions import record_initial_stage
@@ -280,14 +287,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def list_accounts(
-    session: AsyncSession,
-    *,
-    workspace_id: uuid.UUID,
-    filters: AccountFilter,
-    limit: int,
-    cursor: str | None,
-) -> tuple[list[AccountView], str | None]:
+def _filtered(workspace_id: uuid.UUID, filters: AccountFilter) -> Select[Any]:
     statement = select(Account).where(col(Account.workspace_id) == workspace_id)
     if filters.stage:
         statement = statement.where(col(Account.stage) == filters.stage)
@@ -316,14 +316,102 @@ async def list_accounts(
                 )
             )
         )
-    after = decode_cursor(cursor)
-    if after is not None:
-        statement = statement.where(col(Account.id) > after)
-    accounts = list(
-        (await session.scalars(statement.order_by(col(Account.id)).limit(limit + 1))).all()
+    return statement
+
+
+# Orders a list can take besides creation (id) order; each is a keyset on (column, id).
+ACCOUNT_ORDERS: dict[str, Any] = {
+    "name": col(Account.name),
+    "arr": col(Account.arr),
+    "stage_entered_at": col(Account.stage_entered_at),
+}
+
+
+def _after_sort_key(order_by: str, cursor: str) -> tuple[Any, uuid.UUID]:
+    value, after = decode_keyset_cursor(cursor)
+    try:
+        if order_by == "arr":
+            return Decimal(value), after
+        if order_by == "stage_entered_at":
+            return datetime.fromisoformat(value), after
+        if not isinstance(value, str):
+            raise ValueError(value)
+    except (ValueError, ArithmeticError):
+        raise invalid_cursor() from None
+    return value, after
+
+
+async def list_accounts(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    filters: AccountFilter,
+    limit: int,
+    cursor: str | None,
+    order_by: str = "id",
+    descending: bool = False,
+) -> tuple[list[AccountView], str | None]:
+    """A page of accounts with their owners, external ids and quarterbacks."""
+    accounts, next_cursor = await list_account_rows(
+        session,
+        workspace_id=workspace_id,
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        order_by=order_by,
+        descending=descending,
     )
-    accounts, next_cursor = trim_page(accounts, limit, lambda account: account.id)
     return await _views(session, workspace_id, accounts), next_cursor
+
+
+async def list_account_rows(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    filters: AccountFilter,
+    limit: int,
+    cursor: str | None,
+    order_by: str = "id",
+    descending: bool = False,
+) -> tuple[list[Account], str | None]:
+    """A page of account rows in creation order, or by name, ARR or stage entry
+    (`order_by`), ties broken by id; `next_cursor` continues in the same order."""
+    statement = _filtered(workspace_id, filters)
+    if order_by == "id":
+        after = decode_cursor(cursor)
+        if after is not None:
+            statement = statement.where(
+                col(Account.id) < after if descending else col(Account.id) > after
+            )
+        id_order = col(Account.id).desc() if descending else col(Account.id)
+        accounts = list(
+            (await session.scalars(statement.order_by(id_order).limit(limit + 1))).all()
+        )
+        return trim_page(accounts, limit, lambda account: account.id)
+    column = ACCOUNT_ORDERS.get(order_by)
+    if column is None:
+        raise InvalidInput(f"accounts can be ordered by id, {', '.join(ACCOUNT_ORDERS)}")
+    if cursor:
+        value, after = _after_sort_key(order_by, cursor)
+        key = tuple_(column, col(Account.id))
+        bound = tuple_(literal(value, column.type), literal(after))
+        statement = statement.where(key < bound if descending else key > bound)
+    ordering = (column.desc(), col(Account.id).desc()) if descending else (column, col(Account.id))
+    accounts = list((await session.scalars(statement.order_by(*ordering).limit(limit + 1))).all())
+    next_cursor = None
+    if len(accounts) > limit:
+        accounts = accounts[:limit]
+        last = accounts[-1]
+        next_cursor = encode_keyset_cursor(getattr(last, order_by), last.id)
+    return accounts, next_cursor
+
+
+async def count_accounts(
+    session: AsyncSession, *, workspace_id: uuid.UUID, filters: AccountFilter
+) -> int:
+    """How many accounts match the filters (the total behind a paged list)."""
+    inner = _filtered(workspace_id, filters).with_only_columns(col(Account.id)).subquery()
+    return int(await session.scalar(select(func.count()).select_from(inner)) or 0)
 
 
 async def update_account(

@@ -9,7 +9,14 @@ from sqlalchemy import Table, inspect
 
 from service.accounts.models import Account, AccountOwner, StageTransition
 from service.deals.models import Contract, Opportunity
+from service.forecasts.models import ForecastOverride
 from service.lifecycle.models import LifecycleEvent, Stage
+from service.outbound.models import (
+    DeliveryAttempt,
+    OutboxMessage,
+    Subscription,
+    SubscriptionEventType,
+)
 from service.plans.models import Measurement, PlanOutcome, SuccessPlan
 from service.tasks.models import Task, TaskActivity
 from service.timers.models import Timer
@@ -28,6 +35,7 @@ account_owners = table_of(AccountOwner)
 stage_transitions = table_of(StageTransition)
 opportunities = table_of(Opportunity)
 contracts = table_of(Contract)
+forecast_overrides = table_of(ForecastOverride)
 stages = table_of(Stage)
 lifecycle_events = table_of(LifecycleEvent)
 tasks = table_of(Task)
@@ -38,3 +46,7 @@ success_plans = table_of(SuccessPlan)
 plan_outcomes = table_of(PlanOutcome)
 plan_measurements = table_of(Measurement)
 webhook_record_states = table_of(WebhookRecordState)
+subscriptions = table_of(Subscription)
+subscription_event_types = table_of(SubscriptionEventType)
+outbox_messages = table_of(OutboxMessage)
+delivery_attempts = table_of(DeliveryAttempt)

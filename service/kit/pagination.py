@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from service.errors import InvalidInput
 
@@ -27,10 +30,7 @@ def decode_cursor(cursor: str | None) -> uuid.UUID | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return uuid.UUID(bytes=raw)
     except (binascii.Error, ValueError):
-        raise InvalidInput(
-            "cursor is not valid; pass the next_cursor of the previous page unchanged",
-            errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}],
-        ) from None
+        raise invalid_cursor() from None
 
 
 def trim_page(
@@ -41,3 +41,29 @@ def trim_page(
         rows = rows[:limit]
         return rows, encode_cursor(id_of(rows[-1]))
     return rows, None
+
+
+def invalid_cursor() -> InvalidInput:
+    return InvalidInput(
+        "cursor is not valid; pass the next_cursor of the previous page unchanged",
+        errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}],
+    )
+
+
+def encode_keyset_cursor(value: Any, last_id: uuid.UUID) -> str:
+    """A cursor for lists ordered by (value, id): both, as JSON, base64url."""
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    elif isinstance(value, Decimal):
+        value = str(value)
+    raw = json.dumps([value, str(last_id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_keyset_cursor(cursor: str) -> tuple[Any, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, last_id = json.loads(raw)
+        return value, uuid.UUID(last_id)
+    except (binascii.Error, ValueError, TypeError):
+        raise invalid_cursor() from None

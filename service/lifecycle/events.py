@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,7 @@ from service.playbooks.rules import Decision, Facts, Playbook, decide
 from service.tasks import service as tasks_service
 from service.workspaces.models import Workspace
 
+EVENTS = Counter("qb_events", "Lifecycle events decided, by outcome.", ["outcome"])
 logger = logging.getLogger("quarterback.events")
 
 # Events that may create the account they name when it is not known yet.
@@ -238,6 +240,7 @@ def _account_ref(event: dict[str, Any]) -> str:
 
 def _decide(record: LifecycleEvent, outcome: str, reason: str | None) -> None:
     record.outcome, record.reason, record.decided_at = outcome, reason, utcnow()
+    EVENTS.labels(outcome).inc()
 
 
 async def _resolve_account(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.errors import InvalidInput, NotFound, StageChanged, TransitionNotAllowed
+from service.outbound import outbox
 from service.playbooks import schedules
 from service.tasks import service as tasks_service
 
@@ -54,6 +55,7 @@ LOCK_ACCOUNT = (
         _w.timezone,
         _w.holiday_calendar,
         _w.playbook_version,
+        _w.has_subscriptions,
         _receiving_owner("user_id").label("owner_id"),
         _receiving_owner("user_name").label("owner_name"),
     )
@@ -187,6 +189,7 @@ async def transition_account(
             checklist=target.handoff_checklist,
             due_in_business_days=target.handoff_due_days,
             accept_within_days=target.accept_within_days,
+            notify=rows[0].has_subscriptions,
             timezone=rows[0].timezone,
             calendar=rows[0].holiday_calendar,
             actor=actor,
@@ -194,6 +197,26 @@ async def transition_account(
         )
         transition["handoff_task_id"] = handoff["id"]
     await connection.execute(INSERT_TRANSITION, transition)
+    if rows[0].has_subscriptions:
+        await outbox.emit(
+            session,
+            workspace_id=workspace_id,
+            event_type=outbox.STAGE_CHANGED,
+            data={
+                "account_id": account_id,
+                "account_name": rows[0].name,
+                "from_stage": current_stage,
+                "to_stage": to_stage,
+                "quarterback": target.quarterback,
+                "previous_quarterback": current.quarterback,
+                "transition_id": transition["id"],
+                "handoff_task_id": transition["handoff_task_id"],
+                "cause": cause,
+                "occurred_at": now,
+            },
+            department=target.quarterback,
+            now=now,
+        )
     if target.stuck_rules:
         await schedules.schedule_stuck_rules(
             session,

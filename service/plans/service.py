@@ -11,8 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from service.accounts.service import get_account_row
@@ -298,40 +299,82 @@ async def get_plan(
 
 
 async def _view(session: AsyncSession, plan: SuccessPlan, as_of: date) -> PlanView:
+    return (await _views(session, [plan], as_of))[0]
+
+
+async def _views(session: AsyncSession, plans: list[SuccessPlan], as_of: date) -> list[PlanView]:
+    """Plans of one workspace with their outcomes and latest measurements: two queries."""
+    if not plans:
+        return []
+    workspace_id = plans[0].workspace_id
     outcomes = (
         await session.scalars(
             select(PlanOutcome)
             .where(
-                col(PlanOutcome.workspace_id) == plan.workspace_id,
-                col(PlanOutcome.plan_id) == plan.id,
+                col(PlanOutcome.workspace_id) == workspace_id,
+                col(PlanOutcome.plan_id).in_([plan.id for plan in plans]),
             )
-            .order_by(col(PlanOutcome.position))
+            .order_by(col(PlanOutcome.plan_id), col(PlanOutcome.position))
         )
     ).all()
+    latest = await _latest_measurements(
+        session, workspace_id, [outcome.id for outcome in outcomes], as_of
+    )
+    by_plan: dict[uuid.UUID, list[PlanOutcome]] = {plan.id: [] for plan in plans}
+    for outcome in outcomes:
+        by_plan[outcome.plan_id].append(outcome)
+    return [_plan_view(plan, by_plan[plan.id], latest, as_of) for plan in plans]
+
+
+async def _latest_measurements(
+    session: AsyncSession, workspace_id: uuid.UUID, outcome_ids: list[uuid.UUID], as_of: date
+) -> dict[uuid.UUID, Measurement]:
+    """Each outcome's latest measurement on or before `as_of`, in one query."""
+    if not outcome_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=col(Measurement.outcome_id),
+            order_by=(col(Measurement.measured_on).desc(), col(Measurement.id).desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(Measurement, rank)
+        .where(
+            col(Measurement.workspace_id) == workspace_id,
+            col(Measurement.outcome_id).in_(outcome_ids),
+            col(Measurement.measured_on) <= as_of,
+        )
+        .subquery()
+    )
+    measurement = aliased(Measurement, ranked)
+    rows = await session.scalars(select(measurement).where(ranked.c.rank == 1))
+    return {row.outcome_id: row for row in rows}
+
+
+def _plan_view(
+    plan: SuccessPlan,
+    outcomes: Sequence[PlanOutcome],
+    latest: dict[uuid.UUID, Measurement],
+    as_of: date,
+) -> PlanView:
     views = []
     for outcome in outcomes:
-        latest = await session.scalar(
-            select(Measurement)
-            .where(
-                col(Measurement.workspace_id) == plan.workspace_id,
-                col(Measurement.outcome_id) == outcome.id,
-                col(Measurement.measured_on) <= as_of,
-            )
-            .order_by(col(Measurement.measured_on).desc(), col(Measurement.id).desc())
-            .limit(1)
-        )
+        measurement = latest.get(outcome.id)
         health = plan_health.outcome_health(
             starts_on=plan.starts_on,
             ends_on=plan.ends_on,
             baseline=outcome.baseline,
             target=outcome.target,
             target_quarter=outcome.target_quarter,
-            latest_value=latest.value if latest else None,
+            latest_value=measurement.value if measurement else None,
             as_of=as_of,
             status=outcome.status,
         )
         target_date = quarter_end(plan.starts_on, plan.ends_on, outcome.target_quarter)
-        views.append(OutcomeView(outcome, latest, target_date, health))
+        views.append(OutcomeView(outcome, measurement, target_date, health))
     return PlanView(
         plan=plan,
         outcomes=views,
@@ -339,6 +382,39 @@ async def _view(session: AsyncSession, plan: SuccessPlan, as_of: date) -> PlanVi
         as_of=as_of,
         schedule=touchpoint_schedule(plan.starts_on, plan.ends_on, plan.touchpoints),
     )
+
+
+async def plan_views(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_ids: Sequence[uuid.UUID],
+    as_of: date | None = None,
+) -> dict[uuid.UUID, PlanView]:
+    """The latest contract year's plan of each account that has one, by account id, with
+    outcomes, latest measurements and health: four queries whatever the number of accounts."""
+    if not account_ids:
+        return {}
+    as_of = as_of or await _today(session, workspace_id)
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=col(SuccessPlan.account_id),
+            order_by=col(SuccessPlan.contract_year).desc(),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(SuccessPlan, rank)
+        .where(
+            col(SuccessPlan.workspace_id) == workspace_id,
+            col(SuccessPlan.account_id).in_(list(account_ids)),
+        )
+        .subquery()
+    )
+    plan = aliased(SuccessPlan, ranked)
+    plans = list(await session.scalars(select(plan).where(ranked.c.rank == 1)))
+    return {view.plan.account_id: view for view in await _views(session, plans, as_of)}
 
 
 async def put_plan(

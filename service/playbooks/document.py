@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from service.forecasts.settings import DEFAULT_THRESHOLDS
+
 RENEWAL_OWNER = "renewal_owner"
 TEMPLATE_FIELDS = frozenset(
     {
@@ -164,6 +166,18 @@ def _check_references(doc: dict[str, Any]) -> list[DocumentError]:
             template(base + "/task", time_rule["task"])
     for index, touchpoint in enumerate(doc.get("success_plan", {}).get("touchpoints", [])):
         department(f"/success_plan/touchpoints/{index}/department", touchpoint["department"])
+    forecast = doc.get("forecast", {})
+    for key in forecast.get("stage_weights", {}):
+        stage(f"/forecast/stage_weights/{key}", key)
+    thresholds = {**DEFAULT_THRESHOLDS, **forecast.get("thresholds", {})}
+    if not thresholds["commit"] >= thresholds["best_case"] >= thresholds["at_risk"]:
+        errors.append(
+            DocumentError(
+                "/forecast/thresholds",
+                "thresholds must satisfy commit ≥ best_case ≥ at_risk; here "
+                f"{thresholds['commit']}, {thresholds['best_case']}, {thresholds['at_risk']}",
+            )
+        )
     return errors
 
 

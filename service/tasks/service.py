@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -18,6 +19,7 @@ from service.errors import Conflict, InvalidInput, NotFound, TaskStatusNotAllowe
 from service.kit.dates import add_business_days, local_today
 from service.kit.pagination import decode_cursor, trim_page
 from service.lifecycle.models import Department, Stage
+from service.outbound import outbox
 from service.playbooks import schedules
 from service.tasks.models import Task, TaskActivity
 from service.workspaces.models import Workspace
@@ -30,6 +32,7 @@ ALLOWED_STATUS_CHANGES: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
 }
 PRIORITIES = ("low", "normal", "high", "urgent")
+TASKS_RAISED = Counter("qb_tasks_raised", "Tasks raised, by kind.", ["kind"])
 KIND_HANDOFF = "handoff"
 REWORK_DUE_BUSINESS_DAYS = 2
 INSERT_TASK = insert(tables.tasks)
@@ -95,6 +98,7 @@ async def raise_handoff(
     accept_within_days: int = 2,
     actor: str | None = None,
     parent_task_id: uuid.UUID | None = None,
+    notify: bool | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Write a handoff task for the receiving quarterback: two Core inserts, no reads.
@@ -107,6 +111,7 @@ async def raise_handoff(
         session,
         actor=actor,
         now=now,
+        notify=notify,
         workspace_id=workspace_id,
         account_id=account_id,
         kind=KIND_HANDOFF,
@@ -207,15 +212,34 @@ _NEW_TASK: dict[str, Any] = {
 
 
 async def _write_task(
-    session: AsyncSession, *, actor: str | None, now: datetime, **columns: Any
+    session: AsyncSession,
+    *,
+    actor: str | None,
+    now: datetime,
+    notify: bool | None = None,
+    **columns: Any,
 ) -> dict[str, Any]:
-    """Insert a task and its `created` activity with Core statements; return its columns."""
+    """Insert a task and its `created` activity with Core statements; return its columns.
+
+    `notify=False` says the caller knows the workspace has no subscribers (the transition
+    path reads that with the account lock); otherwise subscribers are looked up.
+    """
     task = {**_NEW_TASK, "id": uuid7(), "created_at": now, "updated_at": now, **columns}
+    TASKS_RAISED.labels(task["kind"]).inc()
     connection = await session.connection()
     await connection.execute(INSERT_TASK, task)
     await connection.execute(
         INSERT_ACTIVITY, _activity(task["id"], task["workspace_id"], "created", actor, now=now)
     )
+    if notify is not False:
+        await outbox.emit(
+            session,
+            workspace_id=task["workspace_id"],
+            event_type=outbox.TASK_RAISED,
+            data=outbox.task_data(task),
+            department=task["department"],
+            now=now,
+        )
     return task
 
 
@@ -267,6 +291,14 @@ async def create_task(
     session.add(task)
     session.add(TaskActivity(**_activity(task.id, workspace_id, "created", actor, now=now)))
     await session.flush()
+    await outbox.emit(
+        session,
+        workspace_id=workspace_id,
+        event_type=outbox.TASK_RAISED,
+        data=outbox.task_data(task),
+        department=department,
+        now=now,
+    )
     return task
 
 
@@ -409,8 +441,17 @@ async def update_task(
     now = utcnow()
     task.updated_at = now
     session.add(TaskActivity(**_activity(task.id, workspace_id, "updated", actor, diff, now=now)))
-    if "status" in diff and task.kind == KIND_REWORK and task.status == "done":
-        await _resubmit_handoff(session, rework=task, actor=actor, now=now)
+    if "status" in diff and task.status == "done":
+        await outbox.emit(
+            session,
+            workspace_id=workspace_id,
+            event_type=outbox.TASK_COMPLETED,
+            data=outbox.task_data(task),
+            department=task.department,
+            now=now,
+        )
+        if task.kind == KIND_REWORK:
+            await _resubmit_handoff(session, rework=task, actor=actor, now=now)
     await session.flush()
     return task
 
@@ -488,6 +529,14 @@ async def accept_handoff(
     session.add(
         TaskActivity(**_activity(task.id, workspace_id, "accepted", actor, diff, comment, now))
     )
+    await outbox.emit(
+        session,
+        workspace_id=workspace_id,
+        event_type=outbox.HANDOFF_ACCEPTED,
+        data=outbox.task_data(task),
+        department=task.department,
+        now=now,
+    )
     await session.flush()
     return task
 
@@ -552,6 +601,14 @@ async def reject_handoff(
         TaskActivity(
             **_activity(rework.id, workspace_id, "created", actor, comment=reason, now=now)
         )
+    )
+    await outbox.emit(
+        session,
+        workspace_id=workspace_id,
+        event_type=outbox.HANDOFF_REJECTED,
+        data={**outbox.task_data(task), "reason": reason, "returned_task_id": rework.id},
+        department=task.from_department,
+        now=now,
     )
     await session.flush()
     return task, rework

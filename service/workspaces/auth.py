@@ -30,14 +30,29 @@ async def get_principal(
     session: SessionDep,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    header = request.headers.get("authorization", "")
+    principal = await authenticate_header(session, request.headers.get("authorization", ""))
+    request.state.principal = principal
+    return principal
+
+
+async def authenticate_header(session: AsyncSession, header: str) -> Principal:
+    """The principal of an `Authorization: Bearer <key>` header (REST and GraphQL alike)."""
     scheme, _sep, token = header.partition(" ")
     if not header:
         raise NotAuthenticated("send the API key as `Authorization: Bearer <key>`")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("the Authorization header must be `Bearer <key>`")
-    principal = await workspaces_service.authenticate(session, token.strip())
-    request.state.principal = principal
+    return await workspaces_service.authenticate(session, token.strip())
+
+
+def check_scope(principal: Principal, scope: str) -> Principal:
+    """The principal if its key grants `scope` (admin grants all, write grants read)."""
+    if scope not in principal.scopes:
+        raise PermissionDenied(
+            f"this operation needs the {scope!r} scope; the key has "
+            f"{', '.join(sorted(principal.scopes)) or 'none'}",
+            required_scope=scope,
+        )
     return principal
 
 
@@ -45,13 +60,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits keys granting `scope` (admin grants all, write grants read)."""
 
     async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if scope not in principal.scopes:
-            raise PermissionDenied(
-                f"this operation needs the {scope!r} scope; the key has "
-                f"{', '.join(sorted(principal.scopes)) or 'none'}",
-                required_scope=scope,
-            )
-        return principal
+        return check_scope(principal, scope)
 
     return dependency
 

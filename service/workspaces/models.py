@@ -20,9 +20,14 @@ class Workspace(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=64)
     # Public holidays that business-day due dates skip: "US", "DE", "US-CA"; none by default.
     holiday_calendar: str | None = Field(default=None, max_length=20)
+    # Whether any outbound subscription is enabled: the transition hot path reads it with
+    # the account lock and skips looking for subscribers when there are none.
+    has_subscriptions: bool = Field(default=False)
     playbook_version: int | None = Field(
         default=None, description="The published playbook version in force."
     )
+    # The month (1-12) the fiscal year starts in; forecast quarters follow it.
+    fiscal_year_start_month: int = Field(default=1)
     created_at: datetime = created_at_field()
 
 

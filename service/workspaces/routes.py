@@ -25,6 +25,9 @@ class WorkspaceRead(BaseModel):
     holiday_calendar: str | None = Field(
         description="Public holidays that business-day due dates skip (e.g. US, DE, US-CA)."
     )
+    fiscal_year_start_month: int = Field(
+        description="The month (1-12) the fiscal year starts in; forecast quarters follow it."
+    )
     created_at: datetime
 
 
@@ -36,6 +39,9 @@ class WorkspaceUpdate(BaseModel):
     timezone: str | None = Field(default=None, description="IANA time zone, e.g. Europe/Paris.")
     holiday_calendar: str | None = Field(
         default=None, description="Country code (US, GB, DE, US-CA …) or null for none."
+    )
+    fiscal_year_start_month: int | None = Field(
+        default=None, ge=1, le=12, description="1 (January) to 12 (December)."
     )
 
 

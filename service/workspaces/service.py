@@ -107,8 +107,16 @@ async def update_workspace(
     renewal_quarterback: str | None = None,
     timezone: str | None = None,
     holiday_calendar: str | object | None = UNSET,
+    fiscal_year_start_month: int | None = None,
 ) -> Workspace:
     workspace = await get_workspace(session, workspace_id)
+    if fiscal_year_start_month is not None:
+        if not 1 <= fiscal_year_start_month <= 12:
+            raise InvalidInput(
+                "fiscal_year_start_month is a month number, 1 (January) to 12 (December)",
+                errors=[{"field": "fiscal_year_start_month", "in": "body", "message": "1 to 12"}],
+            )
+        workspace.fiscal_year_start_month = fiscal_year_start_month
     if name is not None:
         if not name.strip():
             raise InvalidInput("workspace name must not be empty")

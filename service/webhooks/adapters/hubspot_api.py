@@ -243,7 +243,8 @@ def _deal_from(body: dict[str, Any], deal_id: str) -> Deal:
     properties = body.get("properties")
     if not isinstance(properties, dict):
         properties = {}
-    companies = (body.get("associations") or {}).get("companies") or {}
+    associations = body.get("associations")
+    companies = associations.get("companies") if isinstance(associations, dict) else None
     results = companies.get("results") if isinstance(companies, dict) else None
     primary: list[str] = []
     others: list[str] = []

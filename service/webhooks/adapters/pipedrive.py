@@ -141,7 +141,8 @@ def parse(body: bytes) -> Change:
     """Read a v2 or v1 body into a Change; MalformedDelivery says what is missing."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    # ValueError: not UTF-8, not JSON, or a number past Python's 4300-digit limit.
+    except (ValueError, RecursionError) as error:
         raise MalformedDelivery(f"body is not JSON (Pipedrive sends one object): {error}") from None
     if not isinstance(payload, dict):
         raise MalformedDelivery(
@@ -245,19 +246,26 @@ def _is_number(value: Any) -> bool:
         return False
     if isinstance(value, int | float):
         return True
-    return isinstance(value, str) and value.isdigit()
+    # isdigit() alone also admits "²" and other digits int() refuses.
+    return isinstance(value, str) and value.isascii() and value.isdigit()
 
 
 def _whole(value: Any) -> int | None:
     """An epoch number as Pipedrive sends it (int, or digits in a string)."""
-    if _is_number(value):
+    if not _is_number(value):
+        return None
+    try:
         return int(float(value)) if isinstance(value, float) else int(value)
-    return None
+    except (ValueError, OverflowError):  # NaN, ±Infinity
+        return None
 
 
 def _from_micro(micro: int) -> str:
     seconds, rest = divmod(micro, 1_000_000)
-    return (datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest)).isoformat()
+    try:
+        return (datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest)).isoformat()
+    except (ValueError, OverflowError, OSError):
+        raise MalformedDelivery(f"meta.timestamp_micro {str(micro)[:40]} is not a time") from None
 
 
 def _timestamp(value: Any, where: str) -> str:

@@ -84,6 +84,10 @@ MAX_NOTIFICATIONS = 100  # the WSDL's maxOccurs
 _REMEMBERED = 10  # notifications whose events a record's state keeps, for redeliveries
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
 _ID_PREFIXES = {"006": "Opportunity", "001": "Account"}
+# What expat raises for a body it cannot read: not well-formed, a DTD or entity (defusedxml),
+# or an XML declaration naming an encoding it cannot use (LookupError for an unknown one,
+# ValueError for a multi-byte one like Shift_JIS).
+_UNREADABLE_XML = (ParseError, DefusedXmlException, ValueError, LookupError)
 # Characters XML 1.0 cannot carry: a Fault's text must stay parseable.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -149,7 +153,7 @@ def read_organization_id(body: bytes) -> str | None:
                 return (element.text or "").strip()
             path.pop()
             element.clear()  # keep memory flat however long the body
-    except (ParseError, DefusedXmlException):
+    except _UNREADABLE_XML:
         return None
     return None
 
@@ -179,7 +183,7 @@ def parse_message(body: bytes) -> OutboundMessage:
     """Parse an outbound message; MalformedDelivery says exactly what is wrong."""
     try:
         root = fromstring(body, forbid_dtd=True)
-    except (ParseError, DefusedXmlException) as error:
+    except _UNREADABLE_XML as error:
         raise _refused_xml(error) from None
     soap_body = _child(root, _BODY) if root.tag == _ENVELOPE else None
     notifications = _child(soap_body, _NOTIFICATIONS) if soap_body is not None else None

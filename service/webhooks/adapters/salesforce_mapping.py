@@ -193,7 +193,7 @@ def _datetime(fields: Mapping[str, Any], name: str, where: str) -> datetime | No
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)  # Pub/Sub API: epoch milliseconds
+        return _from_epoch_ms(value, f"{where}: {name}")  # Pub/Sub API: epoch milliseconds
     try:
         parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
@@ -201,6 +201,13 @@ def _datetime(fields: Mapping[str, Any], name: str, where: str) -> datetime | No
             f"{where}: {name} is {value!r}, not a date-time like 2027-03-31T16:02:11.000Z"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _from_epoch_ms(value: int | float, what: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (ValueError, OverflowError, OSError):  # NaN, ±Infinity, beyond year 1..9999
+        raise MalformedDelivery(f"{what} is {str(value)[:40]}, not epoch milliseconds") from None
 
 
 def _amount(value: Any, where: str, notes: list[str]) -> str | None:
@@ -221,7 +228,10 @@ def _amount(value: Any, where: str, notes: list[str]) -> str | None:
 def _domain(website: str | None) -> str | None:
     if not website:
         return None
-    host = urlsplit(website if "//" in website else f"//{website}").hostname
+    try:
+        host = urlsplit(website if "//" in website else f"//{website}").hostname
+    except ValueError:  # "http://[abc": not a URL, so no domain
+        return None
     if not host:
         return None
     host = host.removeprefix("www.")
@@ -542,7 +552,9 @@ def cdc_to_events(payload: Mapping[str, Any], mapping: Mapping[str, Any] | None)
     change_type = _header_text(header, "changeType")
     transaction_key = _header_text(header, "transactionKey")
     sequence = _header_int(header, "sequenceNumber")
-    committed = datetime.fromtimestamp(_header_int(header, "commitTimestamp") / 1000, UTC)
+    committed = _from_epoch_ms(
+        _header_int(header, "commitTimestamp"), "ChangeEventHeader.commitTimestamp"
+    )
     record_ids = header.get("recordIds")
     if (
         not isinstance(record_ids, list)

@@ -270,7 +270,8 @@ def new_secret() -> str:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    # ValueError: not UTF-8, not JSON, or a number past Python's 4300-digit limit.
+    except (ValueError, RecursionError) as error:
         raise MalformedDelivery(f"body is not JSON: {error}") from None
 
 

@@ -1,0 +1,1 @@
+"""Renewal forecasts: probability and category per renewal from explicit signals, grouped in SQL."""

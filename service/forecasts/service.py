@@ -1,0 +1,708 @@
+"""Renewal forecasts: each renewal's probability and category from explicit signals, in SQL.
+
+One statement (`_renewals`) computes, per contract renewing in the window, every signal the
+playbook weighs, the probability (percentage points, clamped to 0-100, or a CSM's override)
+and the category. The grouped forecast and the per-account list both select from it, so their
+numbers agree by construction. Sums are integer cents (Money columns) added up in SQL and
+grouped by currency as well; Python only converts each currency's sums with the configured
+Decimal rate and adds the converted groups together, so money never passes through a float.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
+from sqlmodel import col
+
+from service.accounts.models import Account, AccountOwner
+from service.db.types import utcnow
+from service.deals.models import Contract, Opportunity
+from service.errors import InvalidInput, NotFound
+from service.forecasts.models import ForecastOverride
+from service.forecasts.settings import (
+    ALL_CATEGORIES,
+    ForecastSettings,
+    settings_from,
+)
+from service.kit.dates import local_today
+from service.plans.models import PlanOutcome, SuccessPlan
+from service.playbooks import service as playbooks_service
+from service.tasks.models import Task
+from service.workspaces.models import Workspace
+
+GROUP_BY = ("quarter", "month", "owner", "segment", "category", "stage", "currency")
+SORTS = ("renewal_date", "arr", "probability")
+MAX_WINDOW_DAYS = 5 * 366
+OPEN_TASK = ("open", "in_progress")
+ESCALATION = "escalation"
+_RATE_SCALE = 10**6  # rates have at most six decimal places (playbook schema)
+
+
+@dataclass(frozen=True)
+class Window:
+    starts_on: date
+    ends_on: date
+    as_of: date
+
+
+@dataclass(frozen=True)
+class _Context:
+    workspace_id: uuid.UUID
+    settings: ForecastSettings
+    window: Window
+    fiscal_year_start_month: int
+    renewal_owner: str
+
+
+def _invalid(field: str, message: str, place: str = "query") -> InvalidInput:
+    return InvalidInput(
+        f"{field}: {message}", errors=[{"field": field, "in": place, "message": message}]
+    )
+
+
+async def _context(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    starts_on: date | None,
+    ends_on: date | None,
+) -> _Context:
+    workspace = await session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"workspace {workspace_id} not found")
+    playbook = await playbooks_service.current_playbook(session, workspace_id=workspace_id)
+    as_of = local_today(utcnow(), workspace.timezone)
+    starts_on = starts_on or as_of
+    ends_on = ends_on or starts_on + timedelta(days=365)
+    if ends_on < starts_on:
+        raise _invalid("to", f"the window ends ({ends_on}) before it starts ({starts_on})")
+    if (ends_on - starts_on).days > MAX_WINDOW_DAYS:
+        raise _invalid("to", "a forecast window spans at most five years")
+    return _Context(
+        workspace_id=workspace_id,
+        settings=settings_from(playbook.document.get("forecast")),
+        window=Window(starts_on, ends_on, as_of),
+        fiscal_year_start_month=workspace.fiscal_year_start_month,
+        renewal_owner=workspace.renewal_quarterback,
+    )
+
+
+# --- the per-renewal statement -------------------------------------------------------------
+
+
+def _count(*where: ColumnElement[bool]) -> Any:
+    return select(func.count()).where(*where).scalar_subquery()
+
+
+def _renewals(ctx: _Context) -> Subquery:
+    """One row per contract renewing in the window: its facts, signals, probability, category."""
+    ws, window, settings = ctx.workspace_id, ctx.window, ctx.settings
+    weights = settings.weights
+    latest_plan = (
+        select(col(SuccessPlan.id))
+        .where(
+            col(SuccessPlan.workspace_id) == ws,
+            col(SuccessPlan.account_id) == col(Contract.account_id),
+        )
+        .order_by(col(SuccessPlan.contract_year).desc())
+        .limit(1)
+        .correlate(Contract)
+        .scalar_subquery()
+    )
+
+    def outcomes(status: str) -> Any:
+        return _count(
+            col(PlanOutcome.workspace_id) == ws,
+            col(PlanOutcome.plan_id) == latest_plan,
+            col(PlanOutcome.status) == status,
+        )
+
+    open_task = (
+        col(Task.workspace_id) == ws,
+        col(Task.account_id) == col(Contract.account_id),
+        col(Task.status).in_(OPEN_TASK),
+    )
+    renewal_opportunity = (
+        select(col(Opportunity.status))
+        .where(
+            col(Opportunity.workspace_id) == ws,
+            col(Opportunity.contract_id) == col(Contract.id),
+            col(Opportunity.kind) == "renewal",
+        )
+        .order_by(col(Opportunity.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    override = (
+        select(col(ForecastOverride.probability))
+        .where(
+            col(ForecastOverride.workspace_id) == ws,
+            col(ForecastOverride.contract_id) == col(Contract.id),
+        )
+        .order_by(col(ForecastOverride.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    stuck_before = datetime.combine(
+        window.as_of - timedelta(days=settings.stuck_after_days), time.min, UTC
+    )
+    soon_until = window.as_of + timedelta(days=settings.renewal_soon_days)
+    ends_on = col(Contract.ends_on)
+    facts = (
+        select(
+            col(Contract.id).label("contract_id"),
+            col(Contract.account_id).label("account_id"),
+            col(Account.name).label("account_name"),
+            ends_on.label("renewal_date"),
+            col(Contract.currency).label("currency"),
+            type_coerce(col(Contract.arr), BigInteger).label("arr_cents"),
+            col(Contract.status).label("status"),
+            col(Account.segment).label("segment"),
+            col(Account.stage).label("stage"),
+            col(AccountOwner.user_id).label("owner_id"),
+            col(AccountOwner.user_name).label("owner_name"),
+            case((col(Contract.auto_renew), 1), else_=0).label("auto_renew"),
+            outcomes("achieved").label("outcomes_achieved"),
+            outcomes("missed").label("outcomes_missed"),
+            case((col(Account.stage_entered_at) < stuck_before, 1), else_=0).label("stuck"),
+            _count(*open_task, col(Task.due_on) < window.as_of).label("overdue_tasks"),
+            _count(*open_task, col(Task.kind) == ESCALATION).label("escalations"),
+            case((ends_on < window.as_of, 1), else_=0).label("renewal_passed"),
+            case((and_(ends_on >= window.as_of, ends_on <= soon_until), 1), else_=0).label(
+                "renewal_soon"
+            ),
+            renewal_opportunity.label("renewal_opportunity"),
+            override.label("override"),
+        )
+        .select_from(Contract)
+        .join(
+            Account,
+            and_(col(Account.id) == col(Contract.account_id), col(Account.workspace_id) == ws),
+        )
+        .outerjoin(
+            AccountOwner,
+            and_(
+                col(AccountOwner.workspace_id) == ws,
+                col(AccountOwner.account_id) == col(Contract.account_id),
+                col(AccountOwner.department) == ctx.renewal_owner,
+            ),
+        )
+        .where(
+            col(Contract.workspace_id) == ws,
+            ends_on >= window.starts_on,
+            ends_on <= window.ends_on,
+        )
+        .subquery("facts")
+    )
+    f = facts.c
+    capped_overdue = case(
+        (f.overdue_tasks > settings.overdue_tasks_counted, settings.overdue_tasks_counted),
+        else_=f.overdue_tasks,
+    )
+    stage_effect: Any = (
+        case(
+            *((f.stage == stage, weight) for stage, weight in settings.stage_weights.items()),
+            else_=0,
+        )
+        if settings.stage_weights
+        else literal(0)
+    )
+    score = (
+        literal(settings.base)
+        + f.auto_renew * weights["auto_renew"]
+        + f.outcomes_achieved * weights["outcome_achieved"]
+        + f.outcomes_missed * weights["outcome_missed"]
+        + f.stuck * weights["stuck_in_stage"]
+        + capped_overdue * weights["overdue_task"]
+        + case((f.escalations > 0, weights["open_escalation"]), else_=0)
+        + f.renewal_passed * weights["renewal_date_passed"]
+        + f.renewal_soon * weights["renewal_soon"]
+        + case(
+            (f.renewal_opportunity == "open", weights["renewal_opportunity_open"]),
+            (f.renewal_opportunity == "won", weights["renewal_opportunity_won"]),
+            (f.renewal_opportunity == "lost", weights["renewal_opportunity_lost"]),
+            else_=0,
+        )
+        + stage_effect
+    )
+    scored = select(facts, stage_effect.label("stage_effect"), score.label("score")).subquery(
+        "scored"
+    )
+    s = scored.c
+    probability = case(
+        (s.status == "renewed", 100),
+        (s.status.in_(("churned", "expired")), 0),
+        (s.override.is_not(None), s.override),
+        (s.score > 100, 100),
+        (s.score < 0, 0),
+        else_=s.score,
+    )
+    with_probability = select(scored, cast(probability, Integer).label("probability")).subquery(
+        "with_probability"
+    )
+    p = with_probability.c
+    thresholds = settings.thresholds
+    category = case(
+        (p.status == "renewed", "won"),
+        (p.status.in_(("churned", "expired")), "lost"),
+        (p.probability >= thresholds["commit"], "commit"),
+        (p.probability >= thresholds["best_case"], "best_case"),
+        (p.probability >= thresholds["at_risk"], "at_risk"),
+        else_="churn_risk",
+    )
+    return select(with_probability, cast(category, String).label("category")).subquery("renewals")
+
+
+# --- money -------------------------------------------------------------------------------
+
+
+def _cents(value: Any) -> Decimal:
+    """An integer number of cents (SQL sums come back as int or integral Decimal) in units."""
+    return Decimal(int(value)).scaleb(-2)
+
+
+def _check_rates(settings: ForecastSettings, currencies: Sequence[str]) -> None:
+    missing = sorted({code for code in currencies if settings.rate(code) is None})
+    if missing:
+        names = ", ".join(f"{code}→{settings.reporting_currency}" for code in missing)
+        raise InvalidInput(
+            f"no exchange rate for {names}: add forecast.rates."
+            f"{missing[0]} (the value of one {missing[0]} in {settings.reporting_currency}) "
+            "to the playbook, or set forecast.reporting_currency",
+            errors=[
+                {"field": f"forecast.rates.{code}", "in": "playbook", "message": "missing rate"}
+                for code in missing
+            ],
+            missing_rates=missing,
+            reporting_currency=settings.reporting_currency,
+        )
+
+
+async def _currencies(session: AsyncSession, renewals: Subquery) -> list[str]:
+    return list(await session.scalars(select(renewals.c.currency).distinct()))
+
+
+# --- the grouped forecast ----------------------------------------------------------------
+
+
+def _group_columns(ctx: _Context, renewals: Subquery, group_by: Sequence[str]) -> list[Any]:
+    r = renewals.c
+    month = cast(extract("month", r.renewal_date), Integer)
+    year = cast(extract("year", r.renewal_date), Integer)
+    start = ctx.fiscal_year_start_month
+    columns: list[Any] = []
+    for dimension in group_by:
+        if dimension == "quarter":
+            shifted = (month - start + 12) % 12
+            # A fiscal year is named by the calendar year it ends in.
+            fiscal_year = year if start == 1 else year + case((month >= start, 1), else_=0)
+            columns += [
+                fiscal_year.label("fiscal_year"),
+                (shifted // 3 + 1).label("fiscal_quarter"),
+            ]
+        elif dimension == "month":
+            columns += [year.label("year"), month.label("month")]
+    return columns  # the other dimensions are columns of the renewals already
+
+
+def _key_names(dimensions: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for dimension in dimensions:
+        names += {
+            "quarter": ["fiscal_year", "fiscal_quarter"],
+            "month": ["year", "month"],
+            "owner": ["owner_id", "owner_name"],
+        }.get(dimension, [dimension])
+    return names
+
+
+def _check_group_by(group_by: Sequence[str]) -> list[str]:
+    dimensions: list[str] = []
+    for raw in group_by:
+        for part in raw.split(","):
+            dimension = part.strip()
+            if not dimension:
+                continue
+            if dimension not in GROUP_BY:
+                raise _invalid("group_by", f"unknown dimension {dimension!r}; any of {GROUP_BY}")
+            if dimension not in dimensions:
+                dimensions.append(dimension)
+    return dimensions
+
+
+def _group_key(dimensions: Sequence[str], row: Any) -> tuple[tuple[str, Any], ...]:
+    key: list[tuple[str, Any]] = []
+    for dimension in dimensions:
+        if dimension == "quarter":
+            key.append(("quarter", f"FY{int(row.fiscal_year)}-Q{int(row.fiscal_quarter)}"))
+        elif dimension == "month":
+            key.append(("month", f"{int(row.year):04d}-{int(row.month):02d}"))
+        elif dimension == "owner":
+            key += [("owner", row.owner_id), ("owner_name", row.owner_name)]
+        else:
+            key.append((dimension, getattr(row, dimension)))
+    return tuple(key)
+
+
+def _empty_sums() -> dict[str, Any]:
+    return {
+        "count": 0,
+        "arr": Decimal("0.00"),
+        "weighted_arr": Decimal("0.0000"),
+        "arr_by_category": {category: Decimal("0.00") for category in ALL_CATEGORIES},
+        "expected_churn": Decimal("0.0000"),
+    }
+
+
+def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
+    target["count"] += source["count"]
+    for name in ("arr", "weighted_arr", "expected_churn"):
+        target[name] += source[name]
+    for category, amount in source["arr_by_category"].items():
+        target["arr_by_category"][category] += amount
+
+
+def _sort_value(value: Any) -> tuple[int, str]:
+    return (1, "") if value is None else (0, str(value))
+
+
+async def renewal_forecast(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+    group_by: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Renewals in the window grouped by the dimensions: count, ARR, weighted ARR (ARR x
+    probability), ARR by category and expected churn (ARR x (1 - probability)), in the
+    reporting currency, with totals. Amounts are exact Decimals."""
+    dimensions = _check_group_by(group_by)
+    ctx = await _context(session, workspace_id, starts_on, ends_on)
+    renewals = _renewals(ctx)
+    # Group keys are columns of a subquery, so GROUP BY names them instead of repeating
+    # expressions whose bound parameters PostgreSQL would not recognise as the same.
+    keyed = select(renewals, *_group_columns(ctx, renewals, dimensions)).subquery("keyed")
+    r = keyed.c
+    group_columns = [r[name] for name in _key_names(dimensions)]
+    statement = select(
+        *group_columns,
+        r.currency.label("_currency"),
+        func.count().label("renewals"),
+        func.sum(r.arr_cents).label("arr"),
+        func.sum(r.arr_cents * r.probability).label("weighted"),
+        func.sum(r.arr_cents * (100 - r.probability)).label("churn"),
+        *(
+            func.sum(case((r.category == category, r.arr_cents), else_=0)).label(category)
+            for category in ALL_CATEGORIES
+        ),
+    ).group_by(*group_columns, r.currency)
+    rows = (await session.execute(statement)).all()
+    settings = ctx.settings
+    _check_rates(settings, [row._currency for row in rows])
+    groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for row in rows:
+        rate = settings.rate(row._currency)
+        assert rate is not None
+        sums = {
+            "count": int(row.renewals),
+            "arr": _cents(row.arr) * rate,
+            "weighted_arr": Decimal(int(row.weighted)).scaleb(-4) * rate,
+            "expected_churn": Decimal(int(row.churn)).scaleb(-4) * rate,
+            "arr_by_category": {
+                category: _cents(getattr(row, category)) * rate for category in ALL_CATEGORIES
+            },
+        }
+        key = _group_key(dimensions, row)
+        _add(groups.setdefault(key, _empty_sums()), sums)
+    totals = _empty_sums()
+    for sums in groups.values():
+        _add(totals, sums)
+    ordered = sorted(groups.items(), key=lambda item: [_sort_value(v) for _, v in item[0]])
+    return {
+        "from": ctx.window.starts_on,
+        "to": ctx.window.ends_on,
+        "as_of": ctx.window.as_of,
+        "reporting_currency": settings.reporting_currency,
+        "fiscal_year_start_month": ctx.fiscal_year_start_month,
+        "group_by": dimensions,
+        "rows": [{"group": dict(key), **sums} for key, sums in ordered],
+        "totals": totals,
+    }
+
+
+# --- the per-account list ----------------------------------------------------------------
+
+
+def _encode_cursor(value: Any, contract_id: uuid.UUID) -> str:
+    raw = json.dumps([value.isoformat() if isinstance(value, date) else value, str(contract_id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[Any, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, contract_id = json.loads(raw)
+        if sort == "renewal_date":
+            value = date.fromisoformat(value)
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(value)
+        return value, uuid.UUID(contract_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise _invalid(
+            "cursor",
+            "not valid for this sort; pass the next_cursor of the previous page unchanged",
+        ) from None
+
+
+def _arr_sort_key(settings: ForecastSettings, renewals: Subquery, currencies: list[str]) -> Any:
+    """ARR in the reporting currency, scaled to integers (cents x 10^6), for ordering."""
+    r = renewals.c
+    whens = []
+    for code in currencies:
+        rate = settings.rate(code)
+        assert rate is not None
+        whens.append((r.currency == code, int(rate * _RATE_SCALE)))
+    factor = case(*whens, else_=_RATE_SCALE) if whens else literal(_RATE_SCALE)
+    return cast(r.arr_cents, Numeric(38, 0)) * factor
+
+
+def _signals(settings: ForecastSettings, row: Any) -> list[dict[str, Any]]:
+    """The signals that set the row's probability, each with its effect in percentage points."""
+    if row.status != "active":
+        return [{"signal": "contract_status", "value": row.status, "effect": None}]
+    weights = settings.weights
+    found: list[dict[str, Any]] = [{"signal": "base", "value": None, "effect": settings.base}]
+
+    def add(signal: str, value: Any, effect: int) -> None:
+        if effect:
+            found.append({"signal": signal, "value": value, "effect": effect})
+
+    add("auto_renew", True, weights["auto_renew"] if row.auto_renew else 0)
+    add(
+        "outcomes_achieved",
+        row.outcomes_achieved,
+        row.outcomes_achieved * weights["outcome_achieved"],
+    )
+    add("outcomes_missed", row.outcomes_missed, row.outcomes_missed * weights["outcome_missed"])
+    add("stage", row.stage, int(row.stage_effect))
+    add(
+        "stuck_in_stage",
+        f"more than {settings.stuck_after_days} days",
+        weights["stuck_in_stage"] if row.stuck else 0,
+    )
+    overdue = min(row.overdue_tasks, settings.overdue_tasks_counted)
+    add("overdue_tasks", row.overdue_tasks, overdue * weights["overdue_task"])
+    add("open_escalations", row.escalations, weights["open_escalation"] if row.escalations else 0)
+    add("renewal_date_passed", True, weights["renewal_date_passed"] if row.renewal_passed else 0)
+    add(
+        "renewal_soon",
+        f"within {settings.renewal_soon_days} days",
+        weights["renewal_soon"] if row.renewal_soon else 0,
+    )
+    if row.renewal_opportunity in ("open", "won", "lost"):
+        add(
+            "renewal_opportunity",
+            row.renewal_opportunity,
+            weights[f"renewal_opportunity_{row.renewal_opportunity}"],
+        )
+    return found
+
+
+async def _latest_overrides(
+    session: AsyncSession, workspace_id: uuid.UUID, contract_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, ForecastOverride]:
+    if not contract_ids:
+        return {}
+    rows = await session.scalars(
+        select(ForecastOverride)
+        .where(
+            col(ForecastOverride.workspace_id) == workspace_id,
+            col(ForecastOverride.contract_id).in_(contract_ids),
+        )
+        .order_by(col(ForecastOverride.id))
+    )
+    return {row.contract_id: row for row in rows}  # the last one per contract wins
+
+
+async def renewal_accounts(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+    sort: str = "renewal_date",
+    descending: bool = False,
+    limit: int,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Each renewal in the window with its probability, category and the signals behind it."""
+    if sort not in SORTS:
+        raise _invalid("sort", f"one of {', '.join(SORTS)}")
+    ctx = await _context(session, workspace_id, starts_on, ends_on)
+    settings = ctx.settings
+    renewals = _renewals(ctx)
+    r = renewals.c
+    currencies = await _currencies(session, renewals)
+    _check_rates(settings, currencies)
+    sort_key: Any = {
+        "renewal_date": r.renewal_date,
+        "probability": r.probability,
+        "arr": _arr_sort_key(settings, renewals, currencies),
+    }[sort]
+    statement = select(renewals, sort_key.label("sort_key"))
+    if cursor:
+        value, after = _decode_cursor(cursor, sort)
+        beyond = sort_key < value if descending else sort_key > value
+        tie = r.contract_id < after if descending else r.contract_id > after
+        statement = statement.where(or_(beyond, and_(sort_key == value, tie)))
+    order = (sort_key.desc(), r.contract_id.desc()) if descending else (sort_key, r.contract_id)
+    rows = (await session.execute(statement.order_by(*order).limit(limit + 1))).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        key = last.sort_key
+        next_cursor = _encode_cursor(key if isinstance(key, date) else int(key), last.contract_id)
+    overrides = await _latest_overrides(session, workspace_id, [row.contract_id for row in rows])
+    items = []
+    for row in rows:
+        rate = settings.rate(row.currency)
+        assert rate is not None
+        arr = _cents(row.arr_cents)
+        probability = Decimal(int(row.probability)).scaleb(-2)
+        override = overrides.get(row.contract_id)
+        signals = _signals(settings, row)
+        if row.status == "active" and override is not None and override.probability is not None:
+            signals.append(
+                {
+                    "signal": "manual_override",
+                    "value": override.probability,
+                    "effect": None,
+                    "reason": override.reason,
+                    "author": override.author,
+                    "at": override.created_at,
+                }
+            )
+        items.append(
+            {
+                "contract_id": row.contract_id,
+                "account_id": row.account_id,
+                "account_name": row.account_name,
+                "renewal_date": row.renewal_date,
+                "status": row.status,
+                "segment": row.segment,
+                "stage": row.stage,
+                "owner": row.owner_id,
+                "owner_name": row.owner_name,
+                "currency": row.currency,
+                "arr": arr,
+                "arr_reporting": arr * rate,
+                "probability": probability,
+                "weighted_arr": arr * rate * probability,
+                "category": row.category,
+                "signals": signals,
+            }
+        )
+    return {
+        "from": ctx.window.starts_on,
+        "to": ctx.window.ends_on,
+        "as_of": ctx.window.as_of,
+        "reporting_currency": settings.reporting_currency,
+        "items": items,
+        "next_cursor": next_cursor,
+    }
+
+
+# --- manual overrides --------------------------------------------------------------------
+
+
+async def override_probability(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    contract_id: uuid.UUID,
+    probability: int | None,
+    reason: str,
+    author: str,
+) -> ForecastOverride:
+    """Record a CSM's call on a renewal's probability (None hands it back to the signals)."""
+    if probability is not None and not 0 <= probability <= 100:
+        raise _invalid("probability", "whole percentage points, 0 to 100", place="body")
+    if not reason.strip():
+        raise _invalid("reason", "say why the forecast is overridden", place="body")
+    contract = await session.scalar(
+        select(Contract).where(
+            col(Contract.workspace_id) == workspace_id, col(Contract.id) == contract_id
+        )
+    )
+    if contract is None:
+        raise NotFound(f"contract {contract_id} not found")
+    row = ForecastOverride(
+        workspace_id=workspace_id,
+        contract_id=contract.id,
+        account_id=contract.account_id,
+        probability=probability,
+        reason=reason.strip(),
+        author=author,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def list_overrides(
+    session: AsyncSession, *, workspace_id: uuid.UUID, contract_id: uuid.UUID
+) -> list[ForecastOverride]:
+    """Every override of the contract's forecast, oldest first (the audit trail)."""
+    exists = await session.scalar(
+        select(col(Contract.id)).where(
+            col(Contract.workspace_id) == workspace_id, col(Contract.id) == contract_id
+        )
+    )
+    if exists is None:
+        raise NotFound(f"contract {contract_id} not found")
+    rows = await session.scalars(
+        select(ForecastOverride)
+        .where(
+            col(ForecastOverride.workspace_id) == workspace_id,
+            col(ForecastOverride.contract_id) == contract_id,
+        )
+        .order_by(col(ForecastOverride.id))
+    )
+    return list(rows)
+
+
+__all__ = [
+    "GROUP_BY",
+    "SORTS",
+    "list_overrides",
+    "override_probability",
+    "renewal_accounts",
+    "renewal_forecast",
+]
