@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         "deployments (QB_GRAPHQL_INTROSPECTION).",
     )
 
+    webhook_max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Webhook deliveries one process handles at once; more get 503 + Retry-After.",
+    )
     outbound_allow_private_networks: bool = Field(
         default=False,
         description="Allow subscription URLs on private or loopback addresses (local testing).",

@@ -6,6 +6,7 @@ needs to recover (`allowed_stages`), and maps to exactly one HTTP status and one
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -137,6 +138,8 @@ _HTTP_CODES = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    _document_problems(app)
+
     @app.exception_handler(QuarterbackError)
     async def _domain(_: Request, exc: QuarterbackError) -> JSONResponse:
         headers = None
@@ -179,8 +182,104 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(body, {"Retry-After": "1"})
 
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if not (isinstance(sqlstate, str) and sqlstate.startswith("22")):
+            return await _unexpected(request, exc)
+        # SQLSTATE class 22, "data exception": PostgreSQL cannot hold a value the request
+        # brought (a NUL character in text, NaN in JSON, a number out of range).
+        logger.warning("value refused by the database: %s", exc.orig)
+        reason = str(exc.orig).splitlines()[0][:200]
+        body = problem(
+            422,
+            "unstorable_value",
+            "Unstorable value",
+            f"a value in the request cannot be stored ({reason}); text may not contain "
+            "NUL characters, and numbers must be finite and in range",
+        )
+        return problem_response(body)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
         body = problem(500, "internal_error", "Internal error", "an unexpected error occurred")
         return problem_response(body)
+
+
+# --- the OpenAPI document says what the handlers above answer ------------------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An error (RFC 9457). `code` is stable; some codes add fields of their own.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Each problem with the request: where (`field` and `in`, or a "
+            "JSON `pointer`) and what.",
+            "items": {"type": "object"},
+        },
+    },
+}
+_ERROR_RESPONSES = {
+    400: "The body cannot be read as JSON.",
+    401: "No API key, or one that does not exist or was revoked.",
+    403: "The API key lacks the scope this operation needs.",
+    404: "Not found in the API key's workspace.",
+    409: "The request clashes with the current state, or with a concurrent change (retry).",
+    413: "The body is over the size limit.",
+    422: "The request breaks a rule: `errors` says where and what.",
+    503: "The database is busy or unreachable; retry after `Retry-After` seconds.",
+}
+_WRITES = {"post", "put", "patch", "delete"}
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Add the errors every `/v1` operation can answer, as problem+json, to an OpenAPI
+    document: 401/403 (every `/v1` route needs a key with a scope), 404 (a path or a body
+    naming a resource), 409 (writes: a state clash or a concurrent change), 400/413 (a body), 422
+    (parameters or a body; FastAPI's own 422 is replaced, this app never answers it) and
+    503 (the database). What an operation already documents keeps its description."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in document.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            statuses = {401, 403, 422, 503}
+            if "{" in path or "requestBody" in operation:  # bodies name resources too
+                statuses.add(404)
+            if method in _WRITES:
+                statuses.add(409)
+            if "requestBody" in operation:
+                statuses |= {400, 413}
+            responses = operation.setdefault("responses", {})
+            for status in sorted(statuses):
+                response = responses.setdefault(str(status), {})
+                if response.get("description") in (None, "Validation Error"):
+                    response["description"] = _ERROR_RESPONSES[status]
+                response["content"] = content
+    # FastAPI's validation error shapes, now referenced by nothing.
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f'"#/components/schemas/{name}"' not in json.dumps(document):
+            schemas.pop(name, None)
+    return document
+
+
+def _document_problems(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

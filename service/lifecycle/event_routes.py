@@ -136,7 +136,15 @@ SourceQuery = Annotated[
 ]
 
 
-@router.post("/events", response_model=EventRead, status_code=status.HTTP_201_CREATED)
+# A repeat of an event already received answers 200 with the first outcome.
+_REPEAT: dict[int | str, dict[str, Any]] = {
+    200: {"model": EventRead, "description": "A repeat: the first outcome, unchanged."}
+}
+
+
+@router.post(
+    "/events", response_model=EventRead, status_code=status.HTTP_201_CREATED, responses=_REPEAT
+)
 async def submit_event(
     session: SessionDep,
     principal: Writer,
@@ -149,7 +157,10 @@ async def submit_event(
 
 
 @router.post(
-    "/accounts/{account_id}/events", response_model=EventRead, status_code=status.HTTP_201_CREATED
+    "/accounts/{account_id}/events",
+    response_model=EventRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=_REPEAT,
 )
 async def submit_account_event(
     session: SessionDep,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import yaml
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.lifecycle.event_routes import EventIn
@@ -16,6 +16,9 @@ from service.playbooks import simulation
 from service.workspaces.auth import Admin, Reader, SessionDep
 
 router = APIRouter(prefix="/v1/playbook", tags=["playbook"])
+# Versions are a 32-bit integer column: larger numbers are no version (and PostgreSQL
+# would refuse to compare with them).
+MAX_VERSION = 2**31 - 1
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -164,7 +167,9 @@ async def list_playbook_versions(
     session: SessionDep,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Versions older than this.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_VERSION, description="Versions older than this.")
+    ] = None,
 ) -> Any:
     rows = await playbooks_service.list_versions(
         session, workspace_id=principal.workspace_id, limit=limit + 1, before=before
@@ -175,7 +180,9 @@ async def list_playbook_versions(
 
 
 @router.get("/versions/{version}", response_model=PlaybookRead)
-async def read_playbook_version(session: SessionDep, principal: Reader, version: int) -> Any:
+async def read_playbook_version(
+    session: SessionDep, principal: Reader, version: Annotated[int, Path(ge=1, le=MAX_VERSION)]
+) -> Any:
     return await playbooks_service.get_version(
         session, workspace_id=principal.workspace_id, version=version
     )

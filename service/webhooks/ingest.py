@@ -9,6 +9,7 @@ change (same dedupe key) is recognised by the database and changes nothing.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -81,9 +82,32 @@ class ItemOutcome:
     duplicate: bool
 
 
+# Sources by id for a few seconds, so a forged or replayed delivery is refused on its
+# signature alone, with no database work (changes through this process apply at once;
+# other replicas see them within the TTL).
+SOURCE_TTL_SECONDS = 5.0
+_SOURCES: dict[uuid.UUID, tuple[float, WebhookSource | None]] = {}
+_SOURCES_MAX = 4096
+
+
+def forget_source(source_id: uuid.UUID) -> None:
+    _SOURCES.pop(source_id, None)
+
+
 async def load_source(session: AsyncSession, source_id: uuid.UUID) -> WebhookSource:
     """The source the URL names; the random id is what ties a delivery to its workspace."""
-    source = await session.scalar(select(WebhookSource).where(col(WebhookSource.id) == source_id))
+    cached = _SOURCES.get(source_id)
+    if cached is not None and cached[0] > time.monotonic():
+        source = cached[1]
+    else:
+        found = await session.scalar(
+            select(WebhookSource).where(col(WebhookSource.id) == source_id)
+        )
+        # A detached copy: safe to share between requests and sessions.
+        source = WebhookSource.model_validate(found.model_dump()) if found else None
+        if len(_SOURCES) >= _SOURCES_MAX:
+            _SOURCES.clear()
+        _SOURCES[source_id] = (time.monotonic() + SOURCE_TTL_SECONDS, source)
     if source is None or not source.enabled:
         raise NotFound("no webhook source at this URL")
     return source

@@ -179,6 +179,29 @@ async def receive(request: Request, session: SessionDep, source_id: str) -> Resp
         return problem_response(
             problem(404, "not_found", "Not found", "no webhook source at this URL")
         )
+    if _in_flight.value >= request.state.settings.webhook_max_in_flight:
+        # Beyond capacity, say so at once: a sender told 503 + Retry-After comes back later,
+        # while one left queueing past its timeout (HubSpot: 5 s) counts a failure and retries.
+        ingest.DELIVERIES.labels("any", "shed").inc()
+        body = problem(
+            503, "overloaded", "Overloaded", "too many deliveries in flight; retry shortly"
+        )
+        return problem_response(body, {"Retry-After": "2"})
+    _in_flight.value += 1
+    try:
+        return await _receive(request, session, source_uuid)
+    finally:
+        _in_flight.value -= 1
+
+
+class _InFlight:
+    value = 0
+
+
+_in_flight = _InFlight()  # deliveries this process is handling now
+
+
+async def _receive(request: Request, session: SessionDep, source_uuid: uuid.UUID) -> Response:
     source = await ingest.load_source(session, source_uuid)
     now = utcnow()
     delivery = Delivery(

@@ -166,6 +166,7 @@ async def update_source(
             setattr(source, field, changes[field])
     source.updated_at = utcnow()
     await session.flush()
+    _forget(source.id)
     return source
 
 
@@ -187,6 +188,7 @@ async def rotate_secret(
     source.secret = raw_secret
     source.updated_at = utcnow()
     await session.flush()
+    _forget(source.id)
     return source, raw_secret
 
 
@@ -196,6 +198,13 @@ async def delete_source(
     source = await get_source(session, workspace_id=workspace_id, source_id=source_id)
     await session.delete(source)
     await session.flush()
+    _forget(source.id)
+
+
+def _forget(source_id: uuid.UUID) -> None:
+    from service.webhooks.ingest import forget_source  # ingest imports this module
+
+    forget_source(source_id)
 
 
 async def list_mapping_versions(

@@ -278,9 +278,14 @@ async def test_fifty_concurrent_deliveries_make_one_change(client, workspace, ma
     await _deliver(client, source, _event("c0", "opportunity_created", account={"name": "Race"}))
     event = _event("c1", "closed_won")
     responses = await asyncio.gather(*(_deliver(client, source, event) for _ in range(50)))
-    assert all(r.status_code == 200 for r in responses), {r.status_code for r in responses}
+    # Beyond the in-flight limit the endpoint sheds with 503; the sender delivers again.
+    assert {r.status_code for r in responses} <= {200, 503}
+    retries = sum(r.status_code == 503 for r in responses)
+    while retries:
+        again = await asyncio.gather(*(_deliver(client, source, event) for _ in range(retries)))
+        retries = sum(r.status_code == 503 for r in again)
     won = [e for e in await _events(client, workspace) if e["type"] == "closed_won"]
-    assert len(won) == 1 and won[0]["duplicates"] == 49
+    assert len(won) == 1 and won[0]["duplicates"] == 49  # every accepted repeat was counted
     account = (
         await client.get("/v1/accounts?external_id=standard:acct-1", headers=workspace.headers)
     ).json()["items"][0]

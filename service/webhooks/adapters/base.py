@@ -12,6 +12,9 @@ looks deals up over its API; Salesforce compares with the last state it saw).
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,8 +127,64 @@ class Adapter(Protocol):
         ...
 
 
-def json_ack(results: list[Mapped]) -> Acknowledgement:
-    import json
+# Escapes that decode to text no database column can keep: NUL (PostgreSQL refuses it in
+# text) and UTF-16 surrogates (unpaired, they cannot be encoded at all). Paired surrogates
+# are fine; the exact check runs only on bodies that have such an escape.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
+
+def read_json(body: bytes, sender: str = "") -> Any:
+    """A JSON body, or MalformedDelivery saying why not: not UTF-8, not JSON, nested too
+    deep, a number too long for Python, NaN or Infinity (not JSON, and PostgreSQL refuses
+    them), or a NUL or unpaired surrogate in a string (no database column can store it).
+    `sender` adds a hint to the message, e.g. " (Pipedrive sends one object)"."""
+    try:
+        # Decoded here, strictly: json.loads(bytes) lets encoded surrogates through.
+        text = body.decode(json.detect_encoding(body))
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise MalformedDelivery(f"body is not JSON{sender}: {error}") from None
+    if _SUSPECT_ESCAPE.search(text):
+        bad = _unstorable(value)
+        if bad is not None:
+            raise MalformedDelivery(
+                f"body has a string with {bad}, which no database column can store"
+            )
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number (RFC 8259)")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity, which no JSON column keeps
+        raise ValueError(f"{text[:40]} is out of the range of a double")
+    return number
+
+
+def _unstorable(value: Any) -> str | None:
+    """What in a decoded JSON value cannot be stored: a NUL, or an unpaired surrogate.
+    A loop, not recursion: json.loads allows nesting deeper than the stack has room for."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def json_ack(results: list[Mapped]) -> Acknowledgement:
     body = json.dumps({"received": len(results)}).encode()
     return Acknowledgement(200, "application/json", body)

@@ -11,7 +11,6 @@ Signatures are checked in hubspot_signatures.py; `sign_v3` is re-exported here.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from service.webhooks.adapters.base import (
     SourceConfig,
     VerificationFailed,
     json_ack,
+    read_json,
 )
 from service.webhooks.adapters.hubspot_api import (
     Company,
@@ -180,10 +180,7 @@ class HubSpotEvent:
 
 
 def parse_batch(body: bytes) -> list[HubSpotEvent]:
-    try:
-        items = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise MalformedDelivery(f"body is not JSON: {exc}") from None
+    items = read_json(body)
     if not isinstance(items, list):
         raise MalformedDelivery(
             f"body is not a JSON array of HubSpot events: it is a JSON {_json_type(items)}"

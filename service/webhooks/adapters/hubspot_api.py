@@ -23,8 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+
+from service.webhooks.adapters.base import MalformedDelivery, read_json
 
 DEFAULT_API_BASE_URL = "https://api.hubapi.com"
 DEAL_PROPERTIES = ("dealname", "amount", "closedate", "dealtype", "deal_currency_code")
@@ -129,7 +132,7 @@ class HubSpotClient:
         does not know it (deleted or merged away)."""
         body = await self._cached_get(
             f"deal:{deal_id}",
-            f"/crm/v3/objects/deals/{deal_id}",
+            f"/crm/v3/objects/deals/{quote(deal_id, safe='')}",
             {"properties": ",".join(DEAL_PROPERTIES), "associations": "companies"},
         )
         return None if body is None else _deal_from(body, deal_id)
@@ -137,7 +140,8 @@ class HubSpotClient:
     async def company(self, company_id: str) -> Company | None:
         body = await self._cached_get(
             f"company:{company_id}",
-            f"/crm/v3/objects/companies/{company_id}",
+            # The id comes from HubSpot's answer: one path segment, whatever it holds.
+            f"/crm/v3/objects/companies/{quote(company_id, safe='')}",
             {"properties": ",".join(COMPANY_PROPERTIES)},
         )
         return None if body is None else _company_from(body, company_id)
@@ -213,8 +217,9 @@ def _retry_after(value: str | None) -> float | None:
 
 def _json_object(response: httpx.Response, path: str) -> dict[str, Any]:
     try:
-        body = response.json()
-    except ValueError:
+        # Read as strictly as a delivery: its text ends up in events, URLs and the database.
+        body = read_json(response.content)
+    except MalformedDelivery:
         body = None
     if not isinstance(body, dict):
         raise HubSpotApiError(
@@ -232,8 +237,8 @@ def _refusal(response: httpx.Response, path: str) -> HubSpotApiError:
             "crm.objects.companies.read scopes"
         )
     try:
-        message = response.json().get("message")
-    except (ValueError, AttributeError):
+        message = read_json(response.content).get("message")
+    except (MalformedDelivery, AttributeError):
         message = None
     detail = f": {str(message)[:200]}" if message else ""
     return HubSpotApiError(f"HubSpot answered {status} to GET {path}{detail}")

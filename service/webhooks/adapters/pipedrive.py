@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from service.webhooks.adapters.base import (
     SourceConfig,
     VerificationFailed,
     json_ack,
+    read_json,
 )
 
 DEFAULT_MAPPING: dict[str, Any] = {
@@ -139,11 +139,7 @@ def _basic_credentials(header: str | None) -> tuple[bytes, bytes]:
 
 def parse(body: bytes) -> Change:
     """Read a v2 or v1 body into a Change; MalformedDelivery says what is missing."""
-    try:
-        payload = json.loads(body)
-    # ValueError: not UTF-8, not JSON, or a number past Python's 4300-digit limit.
-    except (ValueError, RecursionError) as error:
-        raise MalformedDelivery(f"body is not JSON (Pipedrive sends one object): {error}") from None
+    payload = read_json(body, " (Pipedrive sends one object)")
     if not isinstance(payload, dict):
         raise MalformedDelivery(
             f"body is a JSON {type(payload).__name__}, not the object Pipedrive sends"

@@ -47,6 +47,7 @@ from service.webhooks.adapters.base import (
     SourceConfig,
     VerificationFailed,
     json_ack,
+    read_json,
 )
 
 DEFAULT_MAPPING: dict[str, Any] = {
@@ -268,11 +269,7 @@ def new_secret() -> str:
 
 
 def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    # ValueError: not UTF-8, not JSON, or a number past Python's 4300-digit limit.
-    except (ValueError, RecursionError) as error:
-        raise MalformedDelivery(f"body is not JSON: {error}") from None
+    return read_json(body)
 
 
 def _items(payload: Any) -> tuple[list[Any], bool]:
