@@ -19,7 +19,6 @@ from service.graphql.rows import from_row
 from service.plans import service as plans_service
 from service.plans.schemas import MeasurementCreate, PlanPut
 from service.plans.service import OutcomeView, PlanView
-from service.playbooks import hooks as playbook_hooks
 
 
 @strawberry.enum(description="Whether the plan or outcome is where it should be by now.")
@@ -251,9 +250,6 @@ class Mutation:
                 outcomes=_dumped(body.outcomes),
                 actor=principal.actor,
             )
-            if body.touchpoints is not None or body.starts_on is not None:
-                # As the REST route: timers for the touchpoints the new cadence makes due.
-                await playbook_hooks.plan_scaffolded(session, plan=view.plan)
         return plan_of(view)
 
     @strawberry.mutation(

@@ -19,7 +19,6 @@ from service.plans.schemas import (
     PlanPut,
     PlanRead,
 )
-from service.playbooks import hooks as playbook_hooks
 from service.workspaces.auth import Reader, SessionDep, Writer
 
 router = APIRouter(prefix="/v1/accounts/{account_id}/plan", tags=["plans"])
@@ -78,9 +77,6 @@ async def put_plan(
         outcomes=_dumped(body.outcomes),
         actor=principal.actor,
     )
-    if body.touchpoints is not None or body.starts_on is not None:
-        # New cadence or dates: timers for the touchpoints now due (dropped ones do nothing).
-        await playbook_hooks.plan_scaffolded(session, plan=view.plan)
     return view.as_dict()
 
 

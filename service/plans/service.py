@@ -32,6 +32,7 @@ from service.plans.calendar import (
 )
 from service.plans.models import Measurement, PlanOutcome, SuccessPlan
 from service.plans.schemas import OutcomeIn, TimelineItem, Touchpoint
+from service.playbooks import hooks as playbook_hooks
 from service.workspaces.models import Workspace
 
 MAX_OUTCOMES = 3
@@ -476,6 +477,9 @@ async def put_plan(
     if cleaned is not None:
         await _replace_outcomes(session, plan, cleaned, now)
     await session.flush()
+    if touchpoints is not None or starts_on is not None or ends_on is not None:
+        # New cadence or dates: timers for the touchpoints now due (dropped ones do nothing).
+        await playbook_hooks.plan_scaffolded(session, plan=plan)
     return await _view(session, plan, await _today(session, workspace_id))
 
 
