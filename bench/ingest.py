@@ -87,10 +87,10 @@ from typing import IO, Any
 
 import asyncpg
 import httpx
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from service.config import Settings
+from service.db import throwaway
 from service.db.engine import create_engine, create_sessionmaker
 from service.db.migrate import upgrade
 from service.webhooks import sources as sources_service
@@ -517,25 +517,11 @@ def asyncpg_dsn(url: str) -> str:
 
 
 async def create_database(admin_url: str) -> str:
-    name = f"qb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(Settings(database_url=admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    url = make_url(Settings(database_url=admin_url).database_url).set(database=name)
-    return url.render_as_string(hide_password=False)
+    return await throwaway.create_database(admin_url, "qb_bench")
 
 
 async def drop_database(admin_url: str, url: str) -> None:
-    name = make_url(url).database
-    admin = create_engine(Settings(database_url=admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    await throwaway.drop_database(admin_url, url)
 
 
 @dataclass(frozen=True)

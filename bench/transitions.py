@@ -80,6 +80,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.accounts import service as accounts_service
 from service.config import Settings
+from service.db import throwaway
 from service.db.engine import create_engine, create_sessionmaker
 from service.db.migrate import upgrade
 from service.db.types import utcnow, uuid7
@@ -514,25 +515,11 @@ def http_move(client: httpx.AsyncClient, api_key: str) -> Move:
 
 
 async def create_database(admin_url: str) -> str:
-    name = f"qb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(Settings(database_url=admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    url = make_url(Settings(database_url=admin_url).database_url).set(database=name)
-    return url.render_as_string(hide_password=False)
+    return await throwaway.create_database(admin_url, "qb_bench")
 
 
 async def drop_database(admin_url: str, url: str) -> None:
-    name = make_url(url).database
-    admin = create_engine(Settings(database_url=admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    await throwaway.drop_database(admin_url, url)
 
 
 async def seed(

@@ -4,7 +4,6 @@ on PostgreSQL, each in a database the suite creates, migrates and drops itself."
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.app import create_app
 from service.config import Settings
+from service.db import throwaway
 from service.db.base import metadata
 from service.db.engine import create_engine, create_sessionmaker
 from service.db.migrate import upgrade
@@ -35,34 +34,12 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
 
 
-async def _create_postgres_database(admin_url: str) -> str:
-    url = make_url(admin_url)
-    name = f"qb_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(Settings(database_url=admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_postgres_database(admin_url: str, url: str) -> None:
-    name = make_url(url).database
-    admin = create_engine(Settings(database_url=admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
 @pytest.fixture(scope="session", params=DIALECTS)
 async def database(request: pytest.FixtureRequest, tmp_path_factory) -> AsyncIterator[Database]:
     if request.param == "postgresql":
         if not POSTGRES_URL:
             pytest.skip("QB_TEST_POSTGRES_URL is not set")
-        url = await _create_postgres_database(POSTGRES_URL)
+        url = await throwaway.create_database(POSTGRES_URL, "qb_test")
     else:
         path = Path(tmp_path_factory.mktemp("db")) / "quarterback.db"
         url = f"sqlite+aiosqlite:///{path}"
@@ -74,7 +51,7 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory) -> AsyncIte
         await engine.dispose()
         if request.param == "postgresql":
             assert POSTGRES_URL
-            await _drop_postgres_database(POSTGRES_URL, url)
+            await throwaway.drop_database(POSTGRES_URL, url)
 
 
 async def _clear(database: Database) -> None:
