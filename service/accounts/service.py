@@ -117,7 +117,13 @@ async def create_account(
     owners: dict[str, dict[str, Any]] | None = None,
     external_ids: dict[str, str] | None = None,
     actor: str | None = None,
+    external_ids_checked: bool = False,
 ) -> AccountView:
+    """Create an account at `stage` (default: the workspace's first stage).
+
+    `external_ids_checked` skips the query that refuses ids already taken, for a caller that
+    has just looked them up itself (the event path); the unique constraint still holds.
+    """
     owners = owners or {}
     external_ids = external_ids or {}
     stages = {
@@ -130,7 +136,8 @@ async def create_account(
             errors=[{"field": "stage", "in": "body", "message": "unknown stage"}],
         )
     await _check_departments(session, workspace_id, set(owners))
-    await _check_external_ids_free(session, workspace_id, external_ids)
+    if not external_ids_checked:
+        await _check_external_ids_free(session, workspace_id, external_ids)
     now = utcnow()
     account = Account(
         id=uuid7(),
@@ -147,8 +154,8 @@ async def create_account(
     )
     session.add(account)
     await session.flush()
-    await _write_owners(session, account, owners)
-    await _write_external_ids(session, account, external_ids)
+    await _write_owners(session, account, owners, new=True)
+    await _write_external_ids(session, account, external_ids, new=True)
     await record_initial_stage(
         session, workspace_id=workspace_id, account_id=account.id, stage=stage, actor=actor, now=now
     )
@@ -163,16 +170,20 @@ async def create_account(
 
 
 async def _write_owners(
-    session: AsyncSession, account: Account, owners: Mapping[str, dict[str, Any] | None]
+    session: AsyncSession,
+    account: Account,
+    owners: Mapping[str, dict[str, Any] | None],
+    new: bool = False,
 ) -> None:
     if not owners:
         return
-    await session.execute(
-        delete(AccountOwner).where(
-            col(AccountOwner.account_id) == account.id,
-            col(AccountOwner.department).in_(list(owners)),
+    if not new:  # a new account has nothing to replace
+        await session.execute(
+            delete(AccountOwner).where(
+                col(AccountOwner.account_id) == account.id,
+                col(AccountOwner.department).in_(list(owners)),
+            )
         )
-    )
     rows = [
         {
             "id": uuid7(),
@@ -190,16 +201,20 @@ async def _write_owners(
 
 
 async def _write_external_ids(
-    session: AsyncSession, account: Account, external_ids: Mapping[str, str | None]
+    session: AsyncSession,
+    account: Account,
+    external_ids: Mapping[str, str | None],
+    new: bool = False,
 ) -> None:
     if not external_ids:
         return
-    await session.execute(
-        delete(AccountExternalId).where(
-            col(AccountExternalId.account_id) == account.id,
-            col(AccountExternalId.source).in_(list(external_ids)),
+    if not new:  # a new account has nothing to replace
+        await session.execute(
+            delete(AccountExternalId).where(
+                col(AccountExternalId.account_id) == account.id,
+                col(AccountExternalId.source).in_(list(external_ids)),
+            )
         )
-    )
     rows = [
         {
             "id": uuid7(),

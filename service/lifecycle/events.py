@@ -23,7 +23,6 @@ from sqlmodel import col
 
 from service.accounts import service as accounts_service
 from service.accounts.models import Account, AccountExternalId, AccountOwner
-from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.deals import service as deals_service
 from service.errors import Conflict, InvalidInput, NotFound, QuarterbackError
@@ -51,11 +50,13 @@ class EventOutcome:
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Any:
+    # ORM-enabled INSERT … RETURNING the entity: the new row comes back as a session object in
+    # the same round trip, instead of a second SELECT to load what was just written.
     module = postgresql if dialect == "postgresql" else sqlite
     return (
-        module.insert(tables.lifecycle_events)
+        module.insert(LifecycleEvent)
         .on_conflict_do_nothing(index_elements=["workspace_id", "source", "external_id"])
-        .returning(tables.lifecycle_events.c.id)
+        .returning(LifecycleEvent)
     )
 
 
@@ -67,8 +68,14 @@ async def apply_event(
     event: dict[str, Any],
     account_id: uuid.UUID | None = None,
     actor: str | None = None,
+    keep_on_fault: bool = True,
 ) -> EventOutcome:
-    """Record and apply one canonical event; a duplicate changes nothing and returns the first."""
+    """Record and apply one canonical event; a duplicate changes nothing and returns the first.
+
+    With `keep_on_fault` an unexpected error rolls the event's effects back to a savepoint
+    and keeps the event as `failed`; a caller that already runs this in a savepoint of its
+    own and keeps failures itself (webhook ingestion) passes False and saves the round trips.
+    """
     record, duplicate = await _record(
         session,
         workspace_id=workspace_id,
@@ -80,11 +87,16 @@ async def apply_event(
     )
     if duplicate:
         return EventOutcome(event=record, duplicate=True)
-    account = await _resolve_account(session, workspace_id, source, event, account_id, actor)
+    account, created = await _resolve_account(
+        session, workspace_id, source, event, account_id, actor
+    )
     if account is None:
         _decide(record, "pending", f"no account {_account_ref(event)} in this workspace yet")
         return EventOutcome(event=record, duplicate=False)
-    await _process_or_keep(session, record, account, actor)
+    if keep_on_fault:
+        await _process_or_keep(session, record, account, actor, new_account=created)
+    else:
+        await _process(session, record, account, actor, new_account=created)
     return EventOutcome(event=record, duplicate=False)
 
 
@@ -128,13 +140,12 @@ async def _record(
 ) -> tuple[LifecycleEvent, bool]:
     """Insert the event row unless (workspace, source, id) exists; on a repeat, count it and
     return the first row. The unique constraint decides, so concurrent repeats are safe."""
-    connection = await session.connection()
-    event_id = uuid7()
-    inserted = (
-        await connection.execute(
-            _insert_ignoring_duplicates(connection.dialect.name),
+    dialect = session.get_bind().dialect.name
+    inserted = await session.scalar(
+        _insert_ignoring_duplicates(dialect),
+        [
             {
-                "id": event_id,
+                "id": uuid7(),
                 "workspace_id": workspace_id,
                 "source": source,
                 "external_id": external_id,
@@ -144,11 +155,11 @@ async def _record(
                 "outcome": "received",
                 "duplicates": 0,
                 "received_at": utcnow(),
-            },
-        )
-    ).first()
+            }
+        ],
+    )
     if inserted is not None:
-        return await session.get_one(LifecycleEvent, event_id), False
+        return inserted, False
     first = await session.scalar(
         update(LifecycleEvent)
         .where(
@@ -164,7 +175,12 @@ async def _record(
 
 
 async def _process_or_keep(
-    session: AsyncSession, record: LifecycleEvent, account: Account, actor: str | None
+    session: AsyncSession,
+    record: LifecycleEvent,
+    account: Account,
+    actor: str | None,
+    *,
+    new_account: bool = False,
 ) -> None:
     """Process the event; if something unexpected breaks, keep it as `failed` for replay.
 
@@ -176,7 +192,7 @@ async def _process_or_keep(
     account_id, label = account.id, f"{record.source}:{record.external_id}"
     try:
         async with session.begin_nested():
-            await _process(session, record, account, actor)
+            await _process(session, record, account, actor, new_account=new_account)
     except QuarterbackError:
         raise
     except Exception as exc:
@@ -188,10 +204,18 @@ async def _process_or_keep(
 
 
 async def _process(
-    session: AsyncSession, record: LifecycleEvent, account: Account, actor: str | None
+    session: AsyncSession,
+    record: LifecycleEvent,
+    account: Account,
+    actor: str | None,
+    *,
+    new_account: bool = False,
 ) -> None:
-    """Record the deal facts the event carries, let the playbook decide, catch up pending."""
-    record.account_id = account.id
+    """Record the deal facts the event carries, let the playbook decide, catch up pending.
+
+    The event row's own changes (account, outcome, rule) are written by the one flush at the
+    end; setting them earlier would make every query in between flush a separate UPDATE.
+    """
     payload = record.payload
     # Opportunities and contracts are facts from the sender, whatever the stage decision.
     facts = await deals_service.record_deal_facts(
@@ -213,7 +237,9 @@ async def _process(
             ends_on=facts.contract.ends_on,
         )
     await _evaluate(session, record, account, actor)
-    if record.outcome == "applied":
+    record.account_id = account.id
+    # A pending event waits for a move of an account it names; one just created has none.
+    if record.outcome == "applied" and not new_account:
         await _retry_pending(session, record.workspace_id, account.id, actor)
     await session.flush()
 
@@ -250,11 +276,12 @@ async def _resolve_account(
     event: dict[str, Any],
     account_id: uuid.UUID | None,
     actor: str | None,
-) -> Account | None:
+) -> tuple[Account | None, bool]:
+    """The account the event names, and whether this event created it."""
     ref = event.get("account") or {}
     account_id = account_id or (uuid.UUID(str(ref["id"])) if ref.get("id") else None)
     if account_id is not None:
-        return await accounts_service.get_account_row(session, workspace_id, account_id)
+        return await accounts_service.get_account_row(session, workspace_id, account_id), False
     external_id = ref.get("external_id")
     account = await session.scalar(
         select(Account)
@@ -266,7 +293,7 @@ async def _resolve_account(
         )
     )
     if account is not None or event["type"] not in CREATES_ACCOUNT:
-        return account
+        return account, False
     if not ref.get("name"):
         raise InvalidInput(
             f"account {source}:{external_id} is unknown; send account.name to create it",
@@ -279,8 +306,9 @@ async def _resolve_account(
         domain=ref.get("domain"),
         external_ids={source: str(external_id)},
         actor=actor,
+        external_ids_checked=True,  # the lookup above found no account under this id
     )
-    return view.account
+    return view.account, True
 
 
 def _facts(record: LifecycleEvent, account: Account) -> Facts:
@@ -478,12 +506,12 @@ async def replay_event(
         raise NotFound(f"event {event_id} not found")
     if record.outcome not in ("pending", "failed"):
         raise Conflict(f"only pending or failed events are replayed; this one is {record.outcome}")
-    account = await _resolve_account(
+    account, created = await _resolve_account(
         session, workspace_id, record.source, record.payload, record.account_id, actor
     )
     if account is None:
         _decide(record, "pending", f"no account {_account_ref(record.payload)} yet")
         await session.flush()
     else:
-        await _process_or_keep(session, record, account, actor)
+        await _process_or_keep(session, record, account, actor, new_account=created)
     return record

@@ -167,10 +167,14 @@ async def ingest(
     return adapters.get_adapter(source.kind).acknowledge(mapped), outcomes
 
 
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    return f"the adapter produced an invalid event: {where}: {error.get('msg')}"
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, QuarterbackError):
+        return exc.detail
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        return f"the adapter produced an invalid event: {where}: {error.get('msg')}"
+    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 async def _apply(session: AsyncSession, source: WebhookSource, item: Mapped) -> ItemOutcome:
@@ -187,10 +191,13 @@ async def _apply(session: AsyncSession, source: WebhookSource, item: Mapped) -> 
                     source=source.namespace,
                     event=event,
                     actor=actor,
+                    keep_on_fault=False,  # this savepoint and the handler below do it
                 )
-        except (QuarterbackError, ValidationError) as exc:
+        except Exception as exc:
             # Acknowledged all the same (CRMs retry anything else, forever): keep it as
             # failed, with the reason, for a person to fix and replay.
+            if not isinstance(exc, QuarterbackError | ValidationError):
+                logger.exception("webhook %s item %s failed; kept", source.id, item.dedupe_key)
             result = await events_service.record_unapplied(
                 session,
                 workspace_id=source.workspace_id,
@@ -198,7 +205,7 @@ async def _apply(session: AsyncSession, source: WebhookSource, item: Mapped) -> 
                 external_id=item.dedupe_key,
                 label=str(item.event.get("type") or item.label),
                 outcome="failed",
-                reason=exc.detail if isinstance(exc, QuarterbackError) else _first_error(exc),
+                reason=_failure_reason(exc),
                 payload=item.event,
             )
         if item.note and not result.duplicate and result.event.reason is None:

@@ -219,15 +219,15 @@ async def _receive(request: Request, session: SessionDep, source_uuid: uuid.UUID
     )
     adapter = adapters.get_adapter(source.kind)
     try:
-        # A savepoint, so a refused delivery leaves nothing behind (an adapter may have
-        # written record state before finding the body unreadable).
-        async with session.begin_nested():
-            ack, _ = await ingest.ingest(
-                session, source=source, delivery=delivery, http=request.state.http, now=now
-            )
+        ack, _ = await ingest.ingest(
+            session, source=source, delivery=delivery, http=request.state.http, now=now
+        )
     except (ingest.WebhookRejected, ingest.WebhookMalformed, ingest.WebhookUnavailable) as exc:
         own = adapter.reject(exc.status, exc.detail)
         if own is None:
             raise
+        # Answered, not raised, so roll back here: a refused delivery leaves nothing behind
+        # (an adapter may have written record state before finding the body unreadable).
+        await session.rollback()
         return Response(own.body, status_code=own.status, media_type=own.media_type)
     return Response(ack.body, status_code=ack.status, media_type=ack.media_type)

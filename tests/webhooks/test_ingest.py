@@ -100,6 +100,38 @@ async def test_signed_event_applies_once(client, workspace, make_source):
     assert len(tasks["items"]) == 1
 
 
+async def test_an_unexpected_fault_is_acknowledged_and_kept_for_replay(
+    client, workspace, make_source, monkeypatch
+):
+    """A fault on our side after the event was recorded rolls its effects back, and the CRM
+    still gets its 2xx: the delivery is kept as failed, with the reason, for replay."""
+    from service.deals import service as deals_service
+
+    real = deals_service.record_deal_facts
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("deal store unavailable")
+
+    monkeypatch.setattr(deals_service, "record_deal_facts", broken)
+    source = await make_source("standard")
+    event = _event("e-fault", "opportunity_created", account={"name": "Wayne"})
+    answered = await _deliver(client, source, event)
+    assert answered.status_code == 200, answered.text
+    [kept] = await _events(client, workspace)
+    assert kept["outcome"] == "failed"
+    assert "RuntimeError: deal store unavailable" in kept["reason"]
+    # Nothing half-applied: no account was created, no handoff raised.
+    accounts = await client.get("/v1/accounts", headers=workspace.headers)
+    assert accounts.json()["items"] == []
+    assert (await client.get("/v1/tasks", headers=workspace.headers)).json()["items"] == []
+
+    monkeypatch.setattr(deals_service, "record_deal_facts", real)
+    replayed = await client.post(f"/v1/events/{kept['id']}/replay", headers=workspace.headers)
+    assert replayed.json()["outcome"] == "applied", replayed.text
+    [account] = (await client.get("/v1/accounts", headers=workspace.headers)).json()["items"]
+    assert account["stage"] == "ACQUIRE"
+
+
 async def test_rejected_deliveries_store_nothing_and_log_no_secret(
     client, workspace, make_source, caplog
 ):
