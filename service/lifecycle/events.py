@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -49,15 +49,25 @@ class EventOutcome:
     duplicate: bool
 
 
-def _insert_ignoring_duplicates(dialect: str) -> Any:
-    # ORM-enabled INSERT … RETURNING the entity: the new row comes back as a session object in
-    # the same round trip, instead of a second SELECT to load what was just written.
-    module = postgresql if dialect == "postgresql" else sqlite
-    return (
-        module.insert(LifecycleEvent)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "source", "external_id"])
-        .returning(LifecycleEvent)
+# Built once: every delivery runs these, and building a statement costs more than its
+# cached compilation. ORM-enabled INSERT … RETURNING the entity brings the new row back as
+# a session object in the same round trip, instead of a second SELECT.
+_INSERT_IGNORING_DUPLICATES = {
+    module.dialect.name: module.insert(LifecycleEvent)
+    .on_conflict_do_nothing(index_elements=["workspace_id", "source", "external_id"])
+    .returning(LifecycleEvent)
+    for module in (postgresql, sqlite)
+}
+_COUNT_DUPLICATE = (
+    update(LifecycleEvent)
+    .where(
+        col(LifecycleEvent.workspace_id) == bindparam("workspace"),
+        col(LifecycleEvent.source) == bindparam("from_source"),
+        col(LifecycleEvent.external_id) == bindparam("external"),
     )
+    .values(duplicates=col(LifecycleEvent.duplicates) + 1, last_duplicate_at=bindparam("now"))
+    .returning(LifecycleEvent)
+)
 
 
 async def apply_event(
@@ -140,9 +150,8 @@ async def _record(
 ) -> tuple[LifecycleEvent, bool]:
     """Insert the event row unless (workspace, source, id) exists; on a repeat, count it and
     return the first row. The unique constraint decides, so concurrent repeats are safe."""
-    dialect = session.get_bind().dialect.name
     inserted = await session.scalar(
-        _insert_ignoring_duplicates(dialect),
+        _INSERT_IGNORING_DUPLICATES[session.get_bind().dialect.name],
         [
             {
                 "id": uuid7(),
@@ -161,14 +170,13 @@ async def _record(
     if inserted is not None:
         return inserted, False
     first = await session.scalar(
-        update(LifecycleEvent)
-        .where(
-            col(LifecycleEvent.workspace_id) == workspace_id,
-            col(LifecycleEvent.source) == source,
-            col(LifecycleEvent.external_id) == external_id,
-        )
-        .values(duplicates=col(LifecycleEvent.duplicates) + 1, last_duplicate_at=utcnow())
-        .returning(LifecycleEvent)
+        _COUNT_DUPLICATE,
+        {
+            "workspace": workspace_id,
+            "from_source": source,
+            "external": external_id,
+            "now": utcnow(),
+        },
     )
     assert first is not None
     return first, True
