@@ -103,10 +103,14 @@ async def apply_event(
     if account is None:
         _decide(record, "pending", f"no account {_account_ref(event)} in this workspace yet")
         return EventOutcome(event=record, duplicate=False)
+    # Events that came before the account existed wait for it (a CRM redelivers in its own
+    # order): once this one creates it, they are the account's pending events.
+    waiting = created and await _adopt_waiting_events(session, record, account.id)
+    fresh = created and not waiting
     if keep_on_fault:
-        await _process_or_keep(session, record, account, actor, new_account=created)
+        await _process_or_keep(session, record, account, actor, new_account=fresh)
     else:
-        await _process(session, record, account, actor, new_account=created)
+        await _process(session, record, account, actor, new_account=fresh)
     return EventOutcome(event=record, duplicate=False)
 
 
@@ -450,6 +454,33 @@ async def _raise_rule_tasks(
         )
 
 
+async def _adopt_waiting_events(
+    session: AsyncSession, record: LifecycleEvent, account_id: uuid.UUID
+) -> bool:
+    """Give the account just created the pending events that named it before it existed.
+
+    They were kept `pending` with no account ("no account … yet"); from now on they are the
+    account's pending events, retried after each move like any other. True if there were any.
+    """
+    external_id = (record.payload.get("account") or {}).get("external_id")
+    if external_id is None:
+        return False
+    adopted = await session.execute(
+        update(LifecycleEvent)
+        .where(
+            col(LifecycleEvent.workspace_id) == record.workspace_id,
+            col(LifecycleEvent.account_id).is_(None),
+            col(LifecycleEvent.outcome) == "pending",
+            col(LifecycleEvent.source) == record.source,
+            col(LifecycleEvent.payload)["account"]["external_id"].as_string() == str(external_id),
+        )
+        .values(account_id=account_id)
+        .returning(col(LifecycleEvent.id))
+        .execution_options(synchronize_session=False)
+    )
+    return adopted.first() is not None
+
+
 async def _retry_pending(
     session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID, actor: str | None
 ) -> None:
@@ -521,5 +552,6 @@ async def replay_event(
         _decide(record, "pending", f"no account {_account_ref(record.payload)} yet")
         await session.flush()
     else:
-        await _process_or_keep(session, record, account, actor, new_account=created)
+        waiting = created and await _adopt_waiting_events(session, record, account.id)
+        await _process_or_keep(session, record, account, actor, new_account=created and not waiting)
     return record

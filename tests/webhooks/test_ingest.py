@@ -132,6 +132,48 @@ async def test_an_unexpected_fault_is_acknowledged_and_kept_for_replay(
     assert account["stage"] == "ACQUIRE"
 
 
+async def test_a_change_delivered_before_the_account_exists_applies_once_it_does(
+    client, workspace, make_source
+):
+    """After an outage a CRM redelivers in its own order: closed_won may come back before the
+    opportunity_created that creates the account. It waits, then applies on its own."""
+    source = await make_source("standard")
+    won = _event("late-won", "closed_won", occurred_at="2027-01-12T10:00:00Z")
+    opened = _event("late-open", "opportunity_created", account={"name": "Wayne"})
+    assert (await _deliver(client, source, won)).status_code == 200
+    [waiting] = await _events(client, workspace)
+    assert (waiting["outcome"], waiting["account_id"]) == ("pending", None)
+
+    assert (await _deliver(client, source, opened)).status_code == 200
+    events = {event["type"]: event for event in await _events(client, workspace)}
+    assert {key: event["outcome"] for key, event in events.items()} == {
+        "closed_won": "applied",
+        "opportunity_created": "applied",
+    }
+    [account] = (await client.get("/v1/accounts", headers=workspace.headers)).json()["items"]
+    assert account["stage"] == "IMPLEMENT"
+    assert events["closed_won"]["account_id"] == account["id"]
+    handoffs = (await client.get("/v1/tasks?kind=handoff", headers=workspace.headers)).json()
+    assert len(handoffs["items"]) == 2  # Sales, then Professional Services: once each
+
+
+async def test_a_waiting_event_of_another_account_or_source_is_left_alone(
+    client, workspace, make_source
+):
+    first = await make_source("standard")
+    second = await make_source("standard", namespace="other-crm")
+    await _deliver(client, first, _event("w1", "closed_won", external_id="acct-9"))
+    await _deliver(client, second, _event("w2", "closed_won", external_id="acct-1"))
+    opened = _event("o1", "opportunity_created", account={"name": "Wayne"})
+    assert (await _deliver(client, first, opened)).status_code == 200
+    outcomes = {e["external_id"]: e["outcome"] for e in await _events(client, workspace)}
+    assert outcomes == {
+        "stdwh:msg_w1": "pending",
+        "stdwh:msg_w2": "pending",
+        "stdwh:msg_o1": "applied",
+    }
+
+
 async def test_rejected_deliveries_store_nothing_and_log_no_secret(
     client, workspace, make_source, caplog
 ):
