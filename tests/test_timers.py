@@ -4,6 +4,7 @@ retried when they fail, never fired twice by two workers, and run by `serve` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from sqlmodel import col
 from service.app import create_app
 from service.config import Settings
 from service.db.engine import create_engine, create_sessionmaker
+from service.db.session import limit_idle_claim
 from service.db.types import utcnow
 from service.lifecycle.models import LifecycleEvent
 from service.tasks.models import Task
@@ -349,6 +351,36 @@ async def test_a_postgresql_worker_skips_the_timer_another_one_holds(client, db,
             .group_by(col(Timer.worker_id))
         )
         assert dict(workers.all()) == {"w1": fired[0], "w2": fired[1]}
+
+
+async def test_a_claim_left_idle_is_ended_by_postgresql_and_the_timer_claimed_again(
+    client, db, workspace
+):
+    """A worker whose host froze keeps its connection open but says nothing: PostgreSQL ends
+    its claim transaction after the idle limit, and another worker takes the timer."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite serves one process: there is no claim held by another host")
+    account_id = await _account(client, workspace)
+    await _schedule(db, workspace, "held", account_id)
+    frozen = db.sessionmaker()
+    try:
+        await frozen.begin()
+        await limit_idle_claim(frozen, seconds=1)
+        held = await timers_service._claim(frozen, NOW)
+        assert held is not None
+        async with db.sessionmaker() as session, session.begin():
+            assert await timers_service._claim(session, NOW) is None  # locked: skipped
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            async with db.sessionmaker() as session, session.begin():
+                if (claimed := await timers_service._claim(session, NOW)) is not None:
+                    break
+            assert asyncio.get_running_loop().time() < deadline, "the idle claim was never ended"
+            await asyncio.sleep(0.2)
+        assert claimed.id == held.id
+    finally:
+        with contextlib.suppress(Exception):
+            await frozen.close()  # its connection was terminated by the server
 
 
 async def test_scheduler_finishes_the_timer_in_flight_when_stopped(client, db, workspace):

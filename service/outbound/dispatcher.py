@@ -25,6 +25,7 @@ from sqlmodel import col
 from standardwebhooks.webhooks import Webhook
 
 from service.db import tables
+from service.db.session import limit_idle_claim
 from service.db.types import utcnow, uuid7
 from service.outbound.models import OutboxMessage, Subscription
 
@@ -44,6 +45,7 @@ RETRY_DELAYS = (
 )
 FAILING_AFTER = 5  # consecutive failures before a subscription is marked failing
 SEND_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+SEND_DEADLINE_SECONDS = 30  # well inside the claim's idle limit (service/db/session.py)
 BODY_KEPT = 1000
 
 SENT = Counter("qb_outbound_deliveries", "Outbound delivery attempts, by result.", ["result"])
@@ -91,6 +93,7 @@ async def deliver_one(
 ) -> bool:
     """Claim and send the next due message; False when none is due."""
     async with sessionmaker() as session, session.begin():
+        await limit_idle_claim(session)
         message = await _claim(session, now)
         if message is None:
             return False
@@ -105,16 +108,21 @@ async def deliver_one(
         error: str | None = None
         response_body: str | None = None
         try:
-            response = await http.post(
-                subscription.url,
-                content=body,
-                headers=signed_headers(subscription.secret, msg_id, utcnow(), body),
-                timeout=send_timeout,
-                follow_redirects=False,
-            )
+            # httpx's timeouts are per read; a receiver trickling bytes could hold the claim
+            # past the idle limit, so the whole exchange has a deadline too.
+            async with asyncio.timeout(SEND_DEADLINE_SECONDS):
+                response = await http.post(
+                    subscription.url,
+                    content=body,
+                    headers=signed_headers(subscription.secret, msg_id, utcnow(), body),
+                    timeout=send_timeout,
+                    follow_redirects=False,
+                )
             status_code, response_body = response.status_code, response.text[:BODY_KEPT]
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:BODY_KEPT]
+        except TimeoutError:
+            error = f"no complete answer within {SEND_DEADLINE_SECONDS} s"
         duration_ms = int((time.perf_counter() - started) * 1000)
         await _record(session, message, subscription, status_code, error, response_body,
                       duration_ms, now, worker_id)  # fmt: skip

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from service.db import tables
+from service.db.session import limit_idle_claim
 from service.db.types import utcnow, uuid7
 from service.timers.models import Timer
 
@@ -243,6 +244,7 @@ async def _fire_next(
     claimed: uuid.UUID | None = None
     try:
         async with sessionmaker() as session, session.begin():
+            await limit_idle_claim(session)
             timer = await _claim(session, now)
             if timer is None:
                 return None
