@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format schemas clean
+.PHONY: install run test lint format schemas clean e2e graphiql-assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ format: install
 
 schemas: install
 	$(BIN)/quarterback schemas
+
+# GraphiQL in headless Debian Chromium against `quarterback serve --demo` (no browser download:
+# apt-get install chromium chromium-driver).
+e2e: install
+	$(BIN)/python -m pytest tests/test_graphiql_browser.py -q -rs
+
+# Refresh GraphiQL's vendored scripts from the npm registry (after a Strawberry upgrade).
+graphiql-assets: install
+	$(BIN)/python -m service.graphql.graphiql
 
 clean:
 	rm -rf $(VENV) quarterback.db *.egg-info

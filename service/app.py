@@ -9,19 +9,23 @@ from typing import Any, TypedDict
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import __version__
 from service.accounts.routes import router as accounts_router
+from service.alignment.routes import alignment_router
+from service.alignment.routes import router as operational_plans_router
 from service.config import Settings, get_settings
 from service.db.engine import create_engine, create_sessionmaker
 from service.deals.routes import router as deals_router
 from service.errors import install_error_handlers, problem, problem_response
 from service.forecasts.routes import router as forecasts_router
+from service.graphql import graphiql
 from service.graphql.schema import graphql_router
-from service.kit import backlog
+from service.kit import backlog, live
 from service.kit.limits import BodySizeLimit
 from service.kit.observability import RequestContext
 from service.lifecycle.event_routes import router as events_router
@@ -52,6 +56,7 @@ class State(TypedDict):
     settings: Settings
     scheduler: Scheduler | None
     http: httpx.AsyncClient
+    live: live.Broadcaster
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
@@ -61,7 +66,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         owned = engine is None
         active = engine or create_engine(settings)
+        # Committed changes reach GraphQL subscribers on every replica (service/kit/live.py).
+        broadcaster = live.broadcaster_for(active.url)
+        await broadcaster.start()
         sessionmaker = create_sessionmaker(active)
+        sessionmaker.configure(info=live.session_info(broadcaster))
         # Every serving process fires due timers; SKIP LOCKED keeps replicas from doubling up.
         scheduler = None
         if settings.scheduler_enabled:
@@ -80,6 +89,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 "settings": settings,
                 "scheduler": scheduler,
                 "http": http,
+                "live": broadcaster,
             }
         finally:
             await http.aclose()
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                 await dispatcher.stop()
             if scheduler is not None:
                 await scheduler.stop()
+            await broadcaster.stop()  # last: the scheduler's final commits are announced too
             if owned:
                 await active.dispose()
 
@@ -108,6 +119,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         playbook_router,
         tasks_router,
         plans_router,
+        operational_plans_router,
+        alignment_router,
         deals_router,
         forecasts_router,
         webhook_sources_router,
@@ -116,6 +129,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     ):
         app.include_router(router)
     app.include_router(graphql_router(settings))
+    # GraphiQL's scripts, vendored so that the IDE works without reaching a CDN.
+    app.mount(graphiql.ASSETS_URL.rstrip("/"), StaticFiles(directory=graphiql.ASSETS_DIR))
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -187,9 +187,14 @@ def worker(
 
         async with engine.connect() as connection:  # fail now, in one line, if not migrated
             await connection.execute(select(tables.timers.c.id).limit(1))
-        scheduler = Scheduler(
-            create_sessionmaker(engine), poll_seconds=settings.scheduler_poll_seconds
-        )
+        from service.kit import live
+
+        # What its timers change (stage moves, tasks) reaches GraphQL subscribers of any replica.
+        broadcaster = live.broadcaster_for(engine.url)
+        await broadcaster.start()
+        timers_sessionmaker = create_sessionmaker(engine)
+        timers_sessionmaker.configure(info=live.session_info(broadcaster))
+        scheduler = Scheduler(timers_sessionmaker, poll_seconds=settings.scheduler_poll_seconds)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -212,6 +217,7 @@ def worker(
             # Finish the timer and the delivery in flight; their row locks go with the commit.
             await dispatcher.stop()
             await scheduler.stop()
+            await broadcaster.stop()
         return scheduler.fired
 
     if once:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from service.deals.models import Opportunity
 from service.playbooks import document as playbook_document
@@ -175,10 +178,11 @@ async def test_probability_and_category_come_from_listed_signals(client, db, wor
         "base": 50,
         "outcomes_achieved": 10,
         "outcomes_missed": -10,
+        "plan_health": -10,  # a missed outcome puts the plan off track
         "stage": 10,
         "renewal_opportunity": 40,
     }
-    assert (third["probability"], third["category"]) == ("1.00", "commit")  # 100, clamped
+    assert (third["probability"], third["category"]) == ("0.90", "commit")
 
 
 async def test_decided_renewals_are_won_or_lost(client, workspace):
@@ -485,45 +489,163 @@ async def test_other_workspace_sees_nothing(client, workspace, other_workspace):
     assert row["probability"] == "0.50"
 
 
-async def test_grouped_totals_match_the_account_list(client, workspace):
-    """Generated renewals: every grouping adds up to the per-account list, to the cent."""
-    import random
+def _cents(value: int) -> str:
+    return f"{value // 100}.{value % 100:02d}"
 
-    rng = random.Random(6)
-    await _publish_forecast(client, workspace, {"rates": {"EUR": "1.1", "GBP": "1.27"}})
-    owners = [{"csm": {"user_id": f"u{n}", "name": f"User {n}"}} for n in range(3)] + [{}]
-    for _ in range(12):
+
+_example_windows = itertools.count()
+renewal_spec = st.fixed_dictionaries(
+    {
+        "segment": st.sampled_from(["high_touch", "mid_touch", "low_touch"]),
+        "stage": st.sampled_from(["VALUE", "RENEW", "EXPAND", "IMPLEMENT"]),
+        "owner": st.sampled_from([0, 1, 2, None]),
+        "cents": st.integers(1, 10_000_000),
+        "day": st.integers(-10, 10),
+        "currency": st.sampled_from(["USD", "EUR", "GBP"]),
+        "auto_renew": st.booleans(),
+    }
+)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # ~15 requests an example
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(specs=st.lists(renewal_spec, min_size=1, max_size=6))
+async def test_grouped_totals_match_the_account_list(client, workspace, specs):
+    """Generated renewals: every grouping adds up to the per-account list, to the cent."""
+    await _publish_forecast(client, workspace, {"rates": {"EUR": "1.1", "GBP": "1.270001"}})
+    # Examples share the workspace: each one renews on its own day, in its own window.
+    day = FAR + timedelta(days=400 + 30 * next(_example_windows))
+    window = {
+        "from": (day - timedelta(days=10)).isoformat(),
+        "to": (day + timedelta(days=10)).isoformat(),
+    }
+    for spec in specs:
+        owner = spec["owner"]
         account = await factories.create_account(
             client,
             workspace,
-            segment=rng.choice(["high_touch", "mid_touch", "low_touch"]),
-            stage=rng.choice(["VALUE", "RENEW", "EXPAND", "IMPLEMENT"]),
-            owners=rng.choice(owners),
+            segment=spec["segment"],
+            stage=spec["stage"],
+            owners={} if owner is None else {"csm": {"user_id": f"u{owner}", "name": f"U {owner}"}},
         )
-        cents = rng.randint(1, 10_000_000)
         await _contract(
             client,
             workspace,
             account["id"],
-            f"{cents // 100}.{cents % 100:02d}",
-            ends_on=FAR + timedelta(days=rng.randint(-10, 10)),
-            currency=rng.choice(["USD", "EUR", "GBP"]),
-            auto_renew=rng.random() < 0.5,
+            _cents(spec["cents"]),
+            ends_on=day + timedelta(days=spec["day"]),
+            currency=spec["currency"],
+            auto_renew=spec["auto_renew"],
         )
-    items = (await _accounts(client, workspace, limit=200))["items"]
-    assert len(items) == 12
+    items = (await _accounts(client, workspace, limit=200, **window))["items"]
+    assert len(items) == len(specs)
     arr = sum(Decimal(item["arr_reporting"]) for item in items)
     weighted = sum(Decimal(item["weighted_arr"]) for item in items)
     for group_by in ("quarter,owner,category", "segment,currency", "stage,month", ""):
-        body = await _forecast(client, workspace, group_by=group_by)
+        body = await _forecast(client, workspace, group_by=group_by, **window)
         assert Decimal(body["totals"]["arr"]) == arr
         assert Decimal(body["totals"]["weighted_arr"]) == weighted
         assert sum(Decimal(row["arr"]) for row in body["rows"]) == arr
-        assert sum(row["count"] for row in body["rows"]) == 12
-    by_category = (await _forecast(client, workspace, group_by="category"))["rows"]
+        assert sum(Decimal(row["weighted_arr"]) for row in body["rows"]) == weighted
+        assert sum(row["count"] for row in body["rows"]) == len(specs)
+    by_category = (await _forecast(client, workspace, group_by="category", **window))["rows"]
     for row in by_category:
         category = row["group"]["category"]
         expected = sum(
             Decimal(item["arr_reporting"]) for item in items if item["category"] == category
         )
         assert Decimal(row["arr_by_category"][category]) == expected == Decimal(row["arr"])
+    for owner in {item["owner"] for item in items}:
+        if owner is None:
+            continue
+        mine = [item for item in items if item["owner"] == owner]
+        drilled = await _forecast(client, workspace, owner=owner, **window)
+        assert drilled["totals"]["count"] == len(mine)
+        assert Decimal(drilled["totals"]["weighted_arr"]) == sum(
+            Decimal(item["weighted_arr"]) for item in mine
+        )
+        listed = await _accounts(client, workspace, owner=owner, **window)
+        assert {item["contract_id"] for item in listed["items"]} == {
+            item["contract_id"] for item in mine
+        }
+
+
+async def test_net_retention_view_adds_expansion_pipeline(client, db, workspace, other_workspace):
+    owners = {"csm": {"user_id": "casey", "name": "Casey"}}
+    first, _ = await _renewal(client, workspace, "1000.00", owners=owners)  # 50%
+    second, _ = await _renewal(client, workspace, "500.00", contract={"auto_renew": True})  # 60%
+    stranger = await factories.create_account(client, other_workspace)
+    in_window = FAR
+    async with db.sessionmaker() as session, session.begin():
+        for n, (account, amount, status, close_date) in enumerate(
+            [
+                (first, "200.00", "open", in_window),  # x 50% = 100
+                (second, "100.00", "won", in_window),  # in full
+                (second, "50.00", "lost", in_window),  # not counted
+                (first, "999.00", "open", FAR + timedelta(days=300)),  # outside the window
+            ]
+        ):
+            session.add(
+                Opportunity(
+                    workspace_id=workspace.id,
+                    account_id=uuid.UUID(account["id"]),
+                    source="crm",
+                    external_id=f"exp-{n}",
+                    amount=Decimal(amount),
+                    currency="USD",
+                    close_date=close_date,
+                    kind="expansion",
+                    status=status,
+                )
+            )
+        session.add(
+            Opportunity(
+                workspace_id=other_workspace.id,
+                account_id=uuid.UUID(stranger["id"]),
+                source="crm",
+                external_id="exp-other",
+                amount=Decimal("5000.00"),
+                currency="USD",
+                close_date=in_window,
+                kind="expansion",
+                status="open",
+            )
+        )
+    plain = await _forecast(client, workspace)
+    assert plain["totals"]["nrr"] is None and plain["include"] == []
+
+    body = await _forecast(client, workspace, include="expansion", group_by="owner")
+    totals = body["totals"]
+    assert totals["arr"] == "1500.00"
+    assert totals["expected_renewed_arr"] == "800.0000"  # 500 + 300
+    assert (totals["expansion_count"], totals["expansion_pipeline"]) == (2, "200.0000")
+    assert totals["grr"] == "0.533333"  # 800 / 1500
+    assert totals["nrr"] == "0.666667"  # (800 + 200) / 1500
+    rows = {row["group"]["owner"]: row for row in body["rows"]}
+    assert (rows["casey"]["expansion_pipeline"], rows["casey"]["nrr"]) == ("100.0000", "0.600000")
+    assert (rows[None]["expansion_pipeline"], rows[None]["grr"]) == ("100.0000", "0.600000")
+    assert rows[None]["nrr"] == "0.800000"  # (300 + 100) / 500
+
+    await _publish_forecast(client, workspace, {"expansion_weight": 100})
+    weighted_fully = await _forecast(client, workspace, include="expansion")
+    assert weighted_fully["totals"]["expansion_pipeline"] == "300.0000"
+
+    as_csv = await client.get(
+        "/v1/forecasts/renewals",
+        params={**WINDOW, "include": "expansion", "format": "csv"},
+        headers=workspace.headers,
+    )
+    header = next(csv.reader(io.StringIO(as_csv.text)))
+    assert header[-3:] == ["expected_renewed_arr", "grr", "nrr"]
+
+    theirs = await _forecast(client, other_workspace, include="expansion")
+    assert theirs["totals"]["count"] == 0 and theirs["totals"]["nrr"] is None
+    assert theirs["totals"]["expansion_pipeline"] == "2500.0000"  # theirs alone, x 50%
+    bad = await client.get(
+        "/v1/forecasts/renewals", params={"include": "churn"}, headers=workspace.headers
+    )
+    assert bad.status_code == 422

@@ -1,6 +1,7 @@
 """Import every table model so the metadata is complete (Alembic, tests)."""
 
 from service.accounts import models as accounts_models
+from service.alignment import models as alignment_models
 from service.deals import models as deals_models
 from service.forecasts import models as forecasts_models
 from service.lifecycle import models as lifecycle_models
@@ -14,6 +15,7 @@ from service.workspaces import models as workspaces_models
 
 __all__ = [
     "accounts_models",
+    "alignment_models",
     "deals_models",
     "forecasts_models",
     "lifecycle_models",

@@ -18,13 +18,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from service.forecasts import service as forecasts_service
+from service.forecasts import snapshots as snapshots_service
 from service.forecasts.schemas import (
     GroupBy,
     OverrideCreate,
     OverrideList,
     OverrideRead,
     RenewalAccountPage,
+    RenewalChangePage,
     RenewalForecast,
+    SnapshotAccuracy,
+    SnapshotCreate,
+    SnapshotPage,
+    SnapshotRead,
     Sort,
 )
 from service.forecasts.settings import ALL_CATEGORIES
@@ -39,11 +45,25 @@ From = Annotated[
     date | None, Query(alias="from", description="First renewal date in the window; today.")
 ]
 To = Annotated[date | None, Query(description="Last renewal date in the window; from + 365 days.")]
+Owner = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="Only the renewals this user (the renewal owner's user_id) owns.",
+    ),
+]
 Format = Annotated[
     Literal["json", "csv"] | None,
     Query(alias="format", description="csv, or send `Accept: text/csv`."),
 ]
 CSV = "text/csv; charset=utf-8"
+RETENTION_COLUMNS = (
+    "expansion_count",
+    "expansion_pipeline",
+    "expected_renewed_arr",
+    "grr",
+    "nrr",
+)
 _CONTENT = {
     "content": {"text/csv": {"schema": {"type": "string"}}},
     "description": "JSON, or CSV with a header row.",
@@ -107,6 +127,7 @@ def _forecast_csv(forecast: RenewalForecast) -> bytes:
     for dimension in forecast.group_by:
         dimensions += ["owner", "owner_name"] if dimension == "owner" else [dimension]
     sums = ["count", "arr", "weighted_arr", *(f"{c}_arr" for c in ALL_CATEGORIES)]
+    retention = RETENTION_COLUMNS if "expansion" in forecast.include else ()
     rows = []
     for row in forecast.rows:
         by_category = row.arr_by_category.model_dump()
@@ -118,9 +139,10 @@ def _forecast_csv(forecast: RenewalForecast) -> bytes:
                 row.weighted_arr,
                 *(by_category[category] for category in ALL_CATEGORIES),
                 row.expected_churn,
+                *(getattr(row, name) for name in retention),
             ]
         )
-    return _csv([*dimensions, *sums, "expected_churn"], rows)
+    return _csv([*dimensions, *sums, "expected_churn", *retention], rows)
 
 
 def _accounts_csv(page: RenewalAccountPage) -> bytes:
@@ -171,6 +193,14 @@ async def renewal_forecast(
             description="Dimensions, repeated or comma-separated: " + ", ".join(GroupBy.__args__)
         ),
     ] = None,
+    include: Annotated[
+        list[str] | None,
+        Query(
+            description="expansion: the net retention view (expansion pipeline closing in the "
+            "window, expected renewed ARR, GRR and NRR per row and in the totals)."
+        ),
+    ] = None,
+    owner: Owner = None,
     format_: Format = None,
 ) -> Response:
     """Renewals in the window grouped by quarter (fiscal), month, owner, segment, category,
@@ -181,6 +211,8 @@ async def renewal_forecast(
         starts_on=from_,
         ends_on=to,
         group_by=group_by or (),
+        include=include or (),
+        owner=owner,
     )
     forecast = RenewalForecast.model_validate(result)
     if _wants_csv(request, format_):
@@ -204,6 +236,7 @@ async def renewal_accounts(
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    owner: Owner = None,
     format_: Format = None,
 ) -> Response:
     """Each renewal with its probability, category and the signals that set them. A CSV page
@@ -217,6 +250,7 @@ async def renewal_accounts(
         descending=order == "desc",
         limit=limit,
         cursor=cursor,
+        owner=owner,
     )
     page = RenewalAccountPage.model_validate(result)
     if _wants_csv(request, format_):
@@ -252,3 +286,90 @@ async def list_renewal_overrides(
         session, workspace_id=principal.workspace_id, contract_id=contract_id
     )
     return {"items": items}
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/renewals/snapshots", response_model=SnapshotRead, status_code=status.HTTP_201_CREATED
+)
+async def take_snapshot(
+    session: SessionDep, principal: Writer, body: SnapshotCreate | None = None
+) -> object:
+    """Snapshot the forecast now (the weekly time rule takes them on its own too)."""
+    body = body or SnapshotCreate()
+    snapshot = await snapshots_service.take_snapshot(
+        session,
+        workspace_id=principal.workspace_id,
+        kind="manual",
+        taken_by=principal.actor,
+        starts_on=body.from_,
+        ends_on=body.to,
+    )
+    return SnapshotRead.model_validate(snapshot, from_attributes=True)
+
+
+@router.get("/renewals/snapshots", response_model=SnapshotPage, response_model_by_alias=True)
+async def list_snapshots(
+    session: SessionDep,
+    principal: ForecastReader,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> object:
+    """Snapshots, newest first."""
+    items, next_cursor = await snapshots_service.list_snapshots(
+        session, workspace_id=principal.workspace_id, limit=limit, cursor=cursor
+    )
+    return {
+        "items": [SnapshotRead.model_validate(item, from_attributes=True) for item in items],
+        "next_cursor": next_cursor,
+    }
+
+
+@router.get(
+    "/renewals/changes",
+    response_model=RenewalChangePage,
+    response_model_by_alias=True,
+    responses={404: {"description": "`since` or `until` is no snapshot of this workspace."}},
+)
+async def renewal_changes(
+    session: SessionDep,
+    principal: ForecastReader,
+    since: Annotated[uuid.UUID, Query(description="The snapshot to compare from.")],
+    until: Annotated[
+        uuid.UUID | None, Query(description="The snapshot to compare to; the live forecast.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> object:
+    """Each renewal that moved between two snapshots (or since one, to now): old and new
+    category, probability and ARR, and the signals added, removed or changed."""
+    return await snapshots_service.changes(
+        session,
+        workspace_id=principal.workspace_id,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/renewals/snapshots/{snapshot_id}", response_model=SnapshotRead)
+async def get_snapshot(
+    session: SessionDep, principal: ForecastReader, snapshot_id: uuid.UUID
+) -> object:
+    snapshot = await snapshots_service.get_snapshot(
+        session, workspace_id=principal.workspace_id, snapshot_id=snapshot_id
+    )
+    return SnapshotRead.model_validate(snapshot, from_attributes=True)
+
+
+@router.get("/renewals/snapshots/{snapshot_id}/accuracy", response_model=SnapshotAccuracy)
+async def snapshot_accuracy(
+    session: SessionDep, principal: ForecastReader, snapshot_id: uuid.UUID
+) -> object:
+    """How the snapshot's forecast compares with the renewals that have closed since."""
+    return await snapshots_service.accuracy(
+        session, workspace_id=principal.workspace_id, snapshot_id=snapshot_id
+    )

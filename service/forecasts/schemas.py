@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Category = Literal["commit", "best_case", "at_risk", "churn_risk", "won", "lost"]
 GroupBy = Literal["quarter", "month", "owner", "segment", "category", "stage", "currency"]
 Sort = Literal["renewal_date", "arr", "probability"]
+Include = Literal["expansion"]
 
 
 class ArrByCategory(BaseModel):
@@ -29,6 +30,27 @@ class ForecastSums(BaseModel):
     weighted_arr: Decimal = Field(description="sum of ARR x probability, exact.")
     arr_by_category: ArrByCategory
     expected_churn: Decimal = Field(description="sum of ARR x (1 - probability), exact.")
+    # The net retention view (include=expansion); null otherwise.
+    expansion_count: int | None = Field(
+        default=None, description="Expansion opportunities (open or won) closing in the window."
+    )
+    expansion_pipeline: Decimal | None = Field(
+        default=None,
+        description="Their amounts, open ones x forecast.expansion_weight %, won ones in full.",
+    )
+    expected_renewed_arr: Decimal | None = Field(
+        default=None, description="sum of ARR x probability: at most the ARR up for renewal."
+    )
+    grr: Decimal | None = Field(
+        default=None,
+        description="Gross revenue retention: expected_renewed_arr / arr (6 decimal places); "
+        "null without ARR up for renewal.",
+    )
+    nrr: Decimal | None = Field(
+        default=None,
+        description="Net revenue retention: (expected_renewed_arr + expansion_pipeline) / arr "
+        "(6 decimal places); null without ARR up for renewal.",
+    )
 
 
 class ForecastRow(ForecastSums):
@@ -47,6 +69,7 @@ class RenewalForecast(BaseModel):
     reporting_currency: str
     fiscal_year_start_month: int
     group_by: list[GroupBy]
+    include: list[Include] = Field(default_factory=list)
     rows: list[ForecastRow]
     totals: ForecastSums
 
@@ -117,3 +140,89 @@ class OverrideRead(BaseModel):
 
 class OverrideList(BaseModel):
     items: list[OverrideRead]
+
+
+class SnapshotCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: date | None = Field(
+        default=None, alias="from", description="First renewal date of the window; today."
+    )
+    to: date | None = Field(default=None, description="Last renewal date; from + 365 days.")
+
+
+class SnapshotRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: uuid.UUID
+    kind: Literal["manual", "scheduled"]
+    taken_by: str
+    as_of: date
+    from_: date = Field(alias="from", validation_alias="starts_on")
+    to: date = Field(validation_alias="ends_on")
+    reporting_currency: str
+    renewals: int = Field(description="Renewals in the window when it was taken.")
+    created_at: datetime
+
+
+class SnapshotPage(BaseModel):
+    items: list[SnapshotRead]
+    next_cursor: str | None
+
+
+class ForecastPosition(BaseModel):
+    category: Category
+    probability: Decimal
+    arr: Decimal = Field(description="In the reporting currency, at that time's rates.")
+
+
+class SignalChange(BaseModel):
+    signal: str
+    change: Literal["added", "removed", "changed"]
+    old_value: Any = None
+    new_value: Any = None
+    old_effect: int | None = None
+    new_effect: int | None = None
+
+
+class RenewalChange(BaseModel):
+    contract_id: uuid.UUID
+    account_id: uuid.UUID
+    account_name: str
+    renewal_date: date
+    change: Literal["added", "removed", "moved"] = Field(
+        description="added: entered the window (or was created) since; removed: left it."
+    )
+    old: ForecastPosition | None
+    new: ForecastPosition | None
+    arr_change: Decimal
+    signals: list[SignalChange] = Field(description="The signals that moved it.")
+
+
+class RenewalChangePage(BaseModel):
+    since: uuid.UUID
+    until: uuid.UUID | None = Field(description="null: the live forecast.")
+    since_as_of: date
+    until_as_of: date
+    items: list[RenewalChange]
+    next_cursor: str | None
+
+
+class SnapshotAccuracy(BaseModel):
+    snapshot_id: uuid.UUID
+    as_of: date
+    reporting_currency: str
+    renewals: int
+    closed: int = Field(description="Renewals of the snapshot decided since (won or lost).")
+    renewed: int
+    open: int
+    forecast_weighted_arr: Decimal = Field(
+        description="Sum of ARR x probability of the closed renewals, as the snapshot had them."
+    )
+    actual_renewed_arr: Decimal = Field(
+        description="ARR they renewed at (the next term's, else the renewed term's); churned: 0."
+    )
+    error: Decimal = Field(description="actual_renewed_arr - forecast_weighted_arr.")
+    error_ratio: Decimal | None = Field(
+        description="error / forecast_weighted_arr, 6 decimal places; null when that is 0."
+    )

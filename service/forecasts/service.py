@@ -36,7 +36,6 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 from sqlmodel import col
 
@@ -45,19 +44,23 @@ from service.db.types import utcnow
 from service.deals.models import Contract, Opportunity
 from service.errors import InvalidInput, NotFound
 from service.forecasts.models import ForecastOverride
+from service.forecasts.plan_signals import AT_RISK, HEALTH_NAMES, OFF_TRACK, ON_TRACK, plan_facts
+from service.forecasts.retention import expansion_pipeline, retention_fields
 from service.forecasts.settings import (
     ALL_CATEGORIES,
     ForecastSettings,
     settings_from,
 )
+from service.forecasts.sqldates import fenced
 from service.kit.dates import local_today
-from service.plans.models import PlanOutcome, SuccessPlan
+from service.plans.models import SuccessPlan
 from service.playbooks import service as playbooks_service
 from service.tasks.models import Task
 from service.workspaces.models import Workspace
 
 GROUP_BY = ("quarter", "month", "owner", "segment", "category", "stage", "currency")
 SORTS = ("renewal_date", "arr", "probability")
+INCLUDE = ("expansion",)
 MAX_WINDOW_DAYS = 5 * 366
 OPEN_TASK = ("open", "in_progress")
 ESCALATION = "escalation"
@@ -78,6 +81,7 @@ class _Context:
     window: Window
     fiscal_year_start_month: int
     renewal_owner: str
+    owner: str | None = None  # a drill-down into one owner's renewals
 
 
 def _invalid(field: str, message: str, place: str = "query") -> InvalidInput:
@@ -91,6 +95,7 @@ async def _context(
     workspace_id: uuid.UUID,
     starts_on: date | None,
     ends_on: date | None,
+    owner: str | None = None,
 ) -> _Context:
     workspace = await session.get(Workspace, workspace_id)
     if workspace is None:
@@ -109,70 +114,98 @@ async def _context(
         window=Window(starts_on, ends_on, as_of),
         fiscal_year_start_month=workspace.fiscal_year_start_month,
         renewal_owner=workspace.renewal_quarterback,
+        owner=owner,
     )
 
 
 # --- the per-renewal statement -------------------------------------------------------------
 
 
-def _count(*where: ColumnElement[bool]) -> Any:
-    return select(func.count()).where(*where).scalar_subquery()
+def _latest_per_contract(model: Any, value: Any, ws: uuid.UUID, *where: Any) -> Subquery:
+    """The newest row's `value` per contract (ids are time-ordered), as a joinable table."""
+    rank = (
+        func.row_number()
+        .over(partition_by=col(model.contract_id), order_by=col(model.id).desc())
+        .label("rank")
+    )
+    ranked = (
+        select(col(model.contract_id).label("contract_id"), value.label("value"), rank)
+        .where(col(model.workspace_id) == ws, *where)
+        .subquery()
+    )
+    return (
+        select(ranked.c.contract_id, ranked.c.value)
+        .where(ranked.c.rank == 1)
+        .subquery(f"latest_{model.__tablename__}")
+    )
 
 
 def _renewals(ctx: _Context) -> Subquery:
-    """One row per contract renewing in the window: its facts, signals, probability, category."""
+    """One row per contract renewing in the window: its facts, signals, probability, category.
+
+    Per-account facts (tasks, plans, opportunities, overrides) are aggregated once and joined,
+    rather than looked up per contract, so the whole statement stays a few hash joins."""
     ws, window, settings = ctx.workspace_id, ctx.window, ctx.settings
     weights = settings.weights
-    latest_plan = (
-        select(col(SuccessPlan.id))
-        .where(
-            col(SuccessPlan.workspace_id) == ws,
-            col(SuccessPlan.account_id) == col(Contract.account_id),
-        )
-        .order_by(col(SuccessPlan.contract_year).desc())
-        .limit(1)
-        .correlate(Contract)
-        .scalar_subquery()
+    ends_on = col(Contract.ends_on)
+    in_window = [
+        col(Contract.workspace_id) == ws,
+        ends_on >= window.starts_on,
+        ends_on <= window.ends_on,
+    ]
+    owner_join = and_(
+        col(AccountOwner.workspace_id) == ws,
+        col(AccountOwner.account_id) == col(Contract.account_id),
+        col(AccountOwner.department) == ctx.renewal_owner,
     )
+    if ctx.owner is not None:
+        in_window.append(col(AccountOwner.user_id) == ctx.owner)
 
-    def outcomes(status: str) -> Any:
-        return _count(
-            col(PlanOutcome.workspace_id) == ws,
-            col(PlanOutcome.plan_id) == latest_plan,
-            col(PlanOutcome.status) == status,
+    def of_accounts(column: Any) -> list[Any]:
+        """Which accounts' facts to aggregate. Drilled down to one owner: that owner's
+        accounts (an index lookup). Otherwise the workspace's: a window is usually a year,
+        and one pass over the facts beats probing them once per renewing contract."""
+        if ctx.owner is None:
+            return []
+        owned = select(col(AccountOwner.account_id)).where(
+            col(AccountOwner.workspace_id) == ws,
+            col(AccountOwner.department) == ctx.renewal_owner,
+            col(AccountOwner.user_id) == ctx.owner,
         )
+        return [column.in_(owned)]
 
-    open_task = (
-        col(Task.workspace_id) == ws,
-        col(Task.account_id) == col(Contract.account_id),
-        col(Task.status).in_(OPEN_TASK),
-    )
-    renewal_opportunity = (
-        select(col(Opportunity.status))
-        .where(
-            col(Opportunity.workspace_id) == ws,
-            col(Opportunity.contract_id) == col(Contract.id),
-            col(Opportunity.kind) == "renewal",
+    task_facts = (
+        select(
+            col(Task.account_id).label("account_id"),
+            func.sum(case((col(Task.due_on) < window.as_of, 1), else_=0)).label("overdue"),
+            func.sum(case((col(Task.kind) == ESCALATION, 1), else_=0)).label("escalations"),
         )
-        .order_by(col(Opportunity.id).desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    override = (
-        select(col(ForecastOverride.probability))
         .where(
-            col(ForecastOverride.workspace_id) == ws,
-            col(ForecastOverride.contract_id) == col(Contract.id),
+            col(Task.workspace_id) == ws,
+            col(Task.status).in_(OPEN_TASK),
+            *of_accounts(col(Task.account_id)),
         )
-        .order_by(col(ForecastOverride.id).desc())
-        .limit(1)
-        .scalar_subquery()
+        .group_by(col(Task.account_id))
+        .subquery("task_facts")
+    )
+    plans = plan_facts(ws, window.as_of, *of_accounts(col(SuccessPlan.account_id)))
+    opportunity = _latest_per_contract(
+        Opportunity,
+        col(Opportunity.status),
+        ws,
+        col(Opportunity.kind) == "renewal",
+        *of_accounts(col(Opportunity.account_id)),
+    )
+    override = _latest_per_contract(
+        ForecastOverride,
+        col(ForecastOverride.probability),
+        ws,
+        *of_accounts(col(ForecastOverride.account_id)),
     )
     stuck_before = datetime.combine(
         window.as_of - timedelta(days=settings.stuck_after_days), time.min, UTC
     )
     soon_until = window.as_of + timedelta(days=settings.renewal_soon_days)
-    ends_on = col(Contract.ends_on)
     facts = (
         select(
             col(Contract.id).label("contract_id"),
@@ -187,36 +220,30 @@ def _renewals(ctx: _Context) -> Subquery:
             col(AccountOwner.user_id).label("owner_id"),
             col(AccountOwner.user_name).label("owner_name"),
             case((col(Contract.auto_renew), 1), else_=0).label("auto_renew"),
-            outcomes("achieved").label("outcomes_achieved"),
-            outcomes("missed").label("outcomes_missed"),
+            func.coalesce(plans.c.outcomes_achieved, 0).label("outcomes_achieved"),
+            func.coalesce(plans.c.outcomes_missed, 0).label("outcomes_missed"),
+            plans.c.plan_health.label("plan_health"),
             case((col(Account.stage_entered_at) < stuck_before, 1), else_=0).label("stuck"),
-            _count(*open_task, col(Task.due_on) < window.as_of).label("overdue_tasks"),
-            _count(*open_task, col(Task.kind) == ESCALATION).label("escalations"),
+            func.coalesce(task_facts.c.overdue, 0).label("overdue_tasks"),
+            func.coalesce(task_facts.c.escalations, 0).label("escalations"),
             case((ends_on < window.as_of, 1), else_=0).label("renewal_passed"),
             case((and_(ends_on >= window.as_of, ends_on <= soon_until), 1), else_=0).label(
                 "renewal_soon"
             ),
-            renewal_opportunity.label("renewal_opportunity"),
-            override.label("override"),
+            opportunity.c.value.label("renewal_opportunity"),
+            override.c.value.label("override"),
         )
         .select_from(Contract)
         .join(
             Account,
             and_(col(Account.id) == col(Contract.account_id), col(Account.workspace_id) == ws),
         )
-        .outerjoin(
-            AccountOwner,
-            and_(
-                col(AccountOwner.workspace_id) == ws,
-                col(AccountOwner.account_id) == col(Contract.account_id),
-                col(AccountOwner.department) == ctx.renewal_owner,
-            ),
-        )
-        .where(
-            col(Contract.workspace_id) == ws,
-            ends_on >= window.starts_on,
-            ends_on <= window.ends_on,
-        )
+        .join(AccountOwner, owner_join, isouter=ctx.owner is None)
+        .outerjoin(task_facts, task_facts.c.account_id == col(Contract.account_id))
+        .outerjoin(plans, plans.c.account_id == col(Contract.account_id))
+        .outerjoin(opportunity, opportunity.c.contract_id == col(Contract.id))
+        .outerjoin(override, override.c.contract_id == col(Contract.id))
+        .where(*in_window)
         .subquery("facts")
     )
     f = facts.c
@@ -243,6 +270,12 @@ def _renewals(ctx: _Context) -> Subquery:
         + f.renewal_passed * weights["renewal_date_passed"]
         + f.renewal_soon * weights["renewal_soon"]
         + case(
+            (f.plan_health == ON_TRACK, weights["plan_on_track"]),
+            (f.plan_health == AT_RISK, weights["plan_at_risk"]),
+            (f.plan_health == OFF_TRACK, weights["plan_off_track"]),
+            else_=0,
+        )
+        + case(
             (f.renewal_opportunity == "open", weights["renewal_opportunity_open"]),
             (f.renewal_opportunity == "won", weights["renewal_opportunity_won"]),
             (f.renewal_opportunity == "lost", weights["renewal_opportunity_lost"]),
@@ -250,9 +283,9 @@ def _renewals(ctx: _Context) -> Subquery:
         )
         + stage_effect
     )
-    scored = select(facts, stage_effect.label("stage_effect"), score.label("score")).subquery(
-        "scored"
-    )
+    scored = fenced(
+        select(facts, stage_effect.label("stage_effect"), score.label("score"))
+    ).subquery("scored")
     s = scored.c
     probability = case(
         (s.status == "renewed", 100),
@@ -262,9 +295,9 @@ def _renewals(ctx: _Context) -> Subquery:
         (s.score < 0, 0),
         else_=s.score,
     )
-    with_probability = select(scored, cast(probability, Integer).label("probability")).subquery(
-        "with_probability"
-    )
+    with_probability = fenced(
+        select(scored, cast(probability, Integer).label("probability"))
+    ).subquery("with_probability")
     p = with_probability.c
     thresholds = settings.thresholds
     category = case(
@@ -275,7 +308,9 @@ def _renewals(ctx: _Context) -> Subquery:
         (p.probability >= thresholds["at_risk"], "at_risk"),
         else_="churn_risk",
     )
-    return select(with_probability, cast(category, String).label("category")).subquery("renewals")
+    return fenced(select(with_probability, cast(category, String).label("category"))).subquery(
+        "renewals"
+    )
 
 
 # --- money -------------------------------------------------------------------------------
@@ -355,6 +390,44 @@ def _check_group_by(group_by: Sequence[str]) -> list[str]:
     return dimensions
 
 
+def _check_include(include: Sequence[str]) -> list[str]:
+    views: list[str] = []
+    for raw in include:
+        for part in raw.split(","):
+            view = part.strip()
+            if not view:
+                continue
+            if view not in INCLUDE:
+                raise _invalid("include", f"unknown view {view!r}; any of {INCLUDE}")
+            if view not in views:
+                views.append(view)
+    return views
+
+
+async def _expansion_rows(
+    session: AsyncSession, ctx: _Context, dimensions: Sequence[str]
+) -> Sequence[Any]:
+    """Expansion pipeline per group and currency: opportunities and weighted amount (cents x %)."""
+    pipeline = expansion_pipeline(
+        workspace_id=ctx.workspace_id,
+        starts_on=ctx.window.starts_on,
+        ends_on=ctx.window.ends_on,
+        renewal_owner=ctx.renewal_owner,
+        owner=ctx.owner,
+        weight=ctx.settings.expansion_weight,
+    )
+    keyed = select(pipeline, *_group_columns(ctx, pipeline, dimensions)).subquery("keyed")
+    e = keyed.c
+    group_columns = [e[name] for name in _key_names(dimensions)]
+    statement = select(
+        *group_columns,
+        e.currency.label("_currency"),
+        func.count().label("opportunities"),
+        func.sum(e.amount_cents * e.weight).label("weighted"),
+    ).group_by(*group_columns, e.currency)
+    return (await session.execute(statement)).all()
+
+
 def _group_key(dimensions: Sequence[str], row: Any) -> tuple[tuple[str, Any], ...]:
     key: list[tuple[str, Any]] = []
     for dimension in dimensions:
@@ -369,22 +442,35 @@ def _group_key(dimensions: Sequence[str], row: Any) -> tuple[tuple[str, Any], ..
     return tuple(key)
 
 
-def _empty_sums() -> dict[str, Any]:
-    return {
+def _empty_sums(views: Sequence[str] = ()) -> dict[str, Any]:
+    sums: dict[str, Any] = {
         "count": 0,
         "arr": Decimal("0.00"),
         "weighted_arr": Decimal("0.0000"),
         "arr_by_category": {category: Decimal("0.00") for category in ALL_CATEGORIES},
         "expected_churn": Decimal("0.0000"),
     }
+    if "expansion" in views:
+        sums.update(expansion_count=0, expansion_pipeline=Decimal("0.0000"))
+    return sums
 
 
 def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
     target["count"] += source["count"]
-    for name in ("arr", "weighted_arr", "expected_churn"):
-        target[name] += source[name]
+    for name in ("arr", "weighted_arr", "expected_churn", "expansion_count", "expansion_pipeline"):
+        if name in source:
+            target[name] += source[name]
     for category, amount in source["arr_by_category"].items():
         target["arr_by_category"][category] += amount
+
+
+def _merge(groups: dict[Any, dict[str, Any]], key: Any, sums: dict[str, Any]) -> None:
+    """Add a (group, currency) row's sums to its group; most groups have one currency."""
+    existing = groups.get(key)
+    if existing is None:
+        groups[key] = sums
+    else:
+        _add(existing, sums)
 
 
 def _sort_value(value: Any) -> tuple[int, str]:
@@ -398,12 +484,16 @@ async def renewal_forecast(
     starts_on: date | None = None,
     ends_on: date | None = None,
     group_by: Sequence[str] = (),
+    owner: str | None = None,
+    include: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Renewals in the window grouped by the dimensions: count, ARR, weighted ARR (ARR x
     probability), ARR by category and expected churn (ARR x (1 - probability)), in the
     reporting currency, with totals. Amounts are exact Decimals."""
     dimensions = _check_group_by(group_by)
-    ctx = await _context(session, workspace_id, starts_on, ends_on)
+    views = _check_include(include)
+    ctx = await _context(session, workspace_id, starts_on, ends_on, owner)
+    settings = ctx.settings
     renewals = _renewals(ctx)
     # Group keys are columns of a subquery, so GROUP BY names them instead of repeating
     # expressions whose bound parameters PostgreSQL would not recognise as the same.
@@ -423,8 +513,10 @@ async def renewal_forecast(
         ),
     ).group_by(*group_columns, r.currency)
     rows = (await session.execute(statement)).all()
-    settings = ctx.settings
-    _check_rates(settings, [row._currency for row in rows])
+    expansion_rows: list[Any] = []
+    if "expansion" in views:
+        expansion_rows = list(await _expansion_rows(session, ctx, dimensions))
+    _check_rates(settings, [row._currency for row in [*rows, *expansion_rows]])
     groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
         rate = settings.rate(row._currency)
@@ -438,11 +530,22 @@ async def renewal_forecast(
                 category: _cents(getattr(row, category)) * rate for category in ALL_CATEGORIES
             },
         }
-        key = _group_key(dimensions, row)
-        _add(groups.setdefault(key, _empty_sums()), sums)
-    totals = _empty_sums()
+        if views:
+            sums.update(expansion_count=0, expansion_pipeline=Decimal("0.0000"))
+        _merge(groups, _group_key(dimensions, row), sums)
+    for row in expansion_rows:
+        rate = settings.rate(row._currency)
+        assert rate is not None
+        sums = _empty_sums(views)
+        sums["expansion_count"] = int(row.opportunities)
+        sums["expansion_pipeline"] = Decimal(int(row.weighted)).scaleb(-4) * rate
+        _merge(groups, _group_key(dimensions, row), sums)
+    totals = _empty_sums(views)
     for sums in groups.values():
         _add(totals, sums)
+    if "expansion" in views:
+        for sums in (*groups.values(), totals):
+            sums.update(retention_fields(sums))
     ordered = sorted(groups.items(), key=lambda item: [_sort_value(v) for _, v in item[0]])
     return {
         "from": ctx.window.starts_on,
@@ -451,6 +554,7 @@ async def renewal_forecast(
         "reporting_currency": settings.reporting_currency,
         "fiscal_year_start_month": ctx.fiscal_year_start_month,
         "group_by": dimensions,
+        "include": views,
         "rows": [{"group": dict(key), **sums} for key, sums in ordered],
         "totals": totals,
     }
@@ -510,6 +614,9 @@ def _signals(settings: ForecastSettings, row: Any) -> list[dict[str, Any]]:
         row.outcomes_achieved * weights["outcome_achieved"],
     )
     add("outcomes_missed", row.outcomes_missed, row.outcomes_missed * weights["outcome_missed"])
+    if row.plan_health is not None:
+        health = HEALTH_NAMES[int(row.plan_health)]
+        add("plan_health", health, weights[f"plan_{health}"])
     add("stage", row.stage, int(row.stage_effect))
     add(
         "stuck_in_stage",
@@ -560,11 +667,12 @@ async def renewal_accounts(
     descending: bool = False,
     limit: int,
     cursor: str | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Each renewal in the window with its probability, category and the signals behind it."""
     if sort not in SORTS:
         raise _invalid("sort", f"one of {', '.join(SORTS)}")
-    ctx = await _context(session, workspace_id, starts_on, ends_on)
+    ctx = await _context(session, workspace_id, starts_on, ends_on, owner)
     settings = ctx.settings
     renewals = _renewals(ctx)
     r = renewals.c
@@ -609,8 +717,12 @@ async def renewal_accounts(
                     "at": override.created_at,
                 }
             )
+        key = row.sort_key
+        cursor_value = key if isinstance(key, date) else int(key)
         items.append(
             {
+                # Where a page starting after this row begins (GraphQL edges carry it).
+                "cursor": _encode_cursor(cursor_value, row.contract_id),
                 "contract_id": row.contract_id,
                 "account_id": row.account_id,
                 "account_name": row.account_name,

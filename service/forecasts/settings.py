@@ -30,6 +30,10 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "renewal_opportunity_open": 10,
     "renewal_opportunity_won": 40,
     "renewal_opportunity_lost": -60,
+    # The latest success plan's health (service.plans.health); no plan, no signal.
+    "plan_on_track": 0,
+    "plan_at_risk": -5,
+    "plan_off_track": -10,
 }
 DEFAULT_STAGE_WEIGHTS: dict[str, int] = {
     "IMPLEMENT": -10,
@@ -40,6 +44,8 @@ DEFAULT_STAGE_WEIGHTS: dict[str, int] = {
 }
 DEFAULT_THRESHOLDS: dict[str, int] = {"commit": 80, "best_case": 60, "at_risk": 40}
 DEFAULT_REPORTING_CURRENCY = "USD"
+DEFAULT_EXPANSION_WEIGHT = 50
+DEFAULT_SNAPSHOTS = "weekly"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class ForecastSettings:
     thresholds: MappingProxyType[str, int]
     reporting_currency: str
     rates: MappingProxyType[str, Decimal]
+    expansion_weight: int = DEFAULT_EXPANSION_WEIGHT
+    snapshots: str = DEFAULT_SNAPSHOTS
 
     def rate(self, currency: str) -> Decimal | None:
         """What one unit of `currency` is worth in the reporting currency, if known."""
@@ -83,4 +91,6 @@ def settings_from(section: dict[str, Any] | None) -> ForecastSettings:
         rates=MappingProxyType(
             {code: Decimal(value) for code, value in section.get("rates", {}).items()}
         ),
+        expansion_weight=section.get("expansion_weight", DEFAULT_EXPANSION_WEIGHT),
+        snapshots=section.get("snapshots", DEFAULT_SNAPSHOTS),
     )

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from service.errors import InvalidInput
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, trim_page
 from service.lifecycle import events as events_service
+from service.lifecycle import service as lifecycle_service
 from service.workspaces.auth import Reader, SessionDep, Writer
 from service.workspaces.service import Principal
 
@@ -97,20 +97,6 @@ class EventPage(BaseModel):
     next_cursor: str | None
 
 
-def _check(event: EventIn, account_id: uuid.UUID | None) -> dict[str, Any]:
-    if account_id is None and event.account.id is None and event.account.external_id is None:
-        raise InvalidInput(
-            "name the account with account.id or account.external_id",
-            errors=[{"field": "account", "in": "body", "message": "id or external_id required"}],
-        )
-    if event.type == "stage_changed" and not event.to_stage:
-        raise InvalidInput(
-            "a stage_changed event needs to_stage",
-            errors=[{"field": "to_stage", "in": "body", "message": "required"}],
-        )
-    return event.model_dump(exclude_none=True)
-
-
 async def _submit(
     session: SessionDep,
     principal: Principal,
@@ -123,7 +109,7 @@ async def _submit(
         session,
         workspace_id=principal.workspace_id,
         source=source,
-        event=_check(event, account_id),
+        event=lifecycle_service.event_to_apply(event.model_dump(exclude_none=True), account_id),
         account_id=account_id,
         actor=principal.actor,
     )

@@ -19,7 +19,7 @@ from service.graphql.rows import from_row
 from service.kit.pagination import decode_cursor, trim_page
 from service.lifecycle import events as events_service
 from service.lifecycle import service as lifecycle_service
-from service.lifecycle.event_routes import EventIn, Source, _check
+from service.lifecycle.event_routes import EventIn, Source
 from service.lifecycle.models import Department as DepartmentRow
 from service.lifecycle.models import Stage as StageRow
 
@@ -298,7 +298,7 @@ class Mutation:
                 session,
                 workspace_id=principal.workspace_id,
                 source=source,
-                event=_check(checked, None),
+                event=lifecycle_service.event_to_apply(checked.model_dump(exclude_none=True), None),
                 actor=principal.actor,
             )
         return EventSubmission(event=event_of(outcome.event), duplicate=outcome.duplicate)

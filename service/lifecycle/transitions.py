@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.errors import InvalidInput, NotFound, StageChanged, TransitionNotAllowed
+from service.kit import live
 from service.outbound import outbox
 from service.playbooks import schedules
 from service.tasks import service as tasks_service
@@ -197,6 +198,15 @@ async def transition_account(
         )
         transition["handoff_task_id"] = handoff["id"]
     await connection.execute(INSERT_TRANSITION, transition)
+    # For `accountStageChanged` subscribers: a note in the session, sent after the commit.
+    live.announce(
+        session,
+        live.STAGE_CHANGED,
+        workspace_id=workspace_id,
+        id=transition["id"],
+        account_id=account_id,
+        department=target.quarterback,
+    )
     if rows[0].has_subscriptions:
         await outbox.emit(
             session,

@@ -31,8 +31,12 @@ async def contract_created(
     contract_id: uuid.UUID,
     ends_on: date,
 ) -> None:
-    """Set the contract's `before_contract_end` timers (the renewal window by default)."""
+    """Set the contract's `before_contract_end` timers (the renewal window by default), and
+    the workspace's next forecast snapshot (a workspace with contracts has a forecast)."""
+    from service.forecasts.snapshot_schedule import schedule_next_snapshot
+
     playbook = await playbooks_service.current_playbook(session, workspace_id=workspace_id)
+    timezone = await _timezone(session, workspace_id)
     await schedules.schedule_contract_rules(
         session,
         workspace_id=workspace_id,
@@ -40,7 +44,13 @@ async def contract_created(
         contract_id=contract_id,
         ends_on=ends_on,
         time_rules=playbook.time_rules,
-        timezone=await _timezone(session, workspace_id),
+        timezone=timezone,
+    )
+    await schedule_next_snapshot(
+        session,
+        workspace_id=workspace_id,
+        forecast_section=playbook.document.get("forecast"),
+        timezone=timezone,
     )
 
 

@@ -16,6 +16,7 @@ from service.accounts.models import Account, AccountOwner
 from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.errors import Conflict, InvalidInput, NotFound, TaskStatusNotAllowed
+from service.kit import live
 from service.kit.dates import add_business_days, local_today
 from service.kit.pagination import decode_cursor, trim_page
 from service.lifecycle.models import Department, Stage
@@ -240,7 +241,28 @@ async def _write_task(
             department=task["department"],
             now=now,
         )
+    _announce_raised(
+        session, task["workspace_id"], task["id"], task["account_id"], task["department"]
+    )
     return task
+
+
+def _announce_raised(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    task_id: uuid.UUID,
+    account_id: uuid.UUID,
+    department: str,
+) -> None:
+    # For `taskRaised` subscribers; sent after the commit, never for a rollback.
+    live.announce(
+        session,
+        live.TASK_RAISED,
+        workspace_id=workspace_id,
+        id=task_id,
+        account_id=account_id,
+        department=department,
+    )
 
 
 def _clean_context(context: dict[str, Any] | None) -> dict[str, Any]:
@@ -299,6 +321,7 @@ async def create_task(
         department=department,
         now=now,
     )
+    _announce_raised(session, workspace_id, task.id, account_id, department)
     return task
 
 

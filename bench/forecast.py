@@ -1,0 +1,519 @@
+"""Benchmark of the renewal forecast on PostgreSQL: the HTTP API next to a raw SQL aggregate.
+
+What it measures
+----------------
+One workspace with N accounts (100,000 by default), each with one contract renewing in the
+next year, a CSM owner out of N/100 (so an owner has about 100 renewals), an open task on
+every fifth account (a third of them overdue, some escalations), a renewal opportunity on
+every tenth contract and a success plan with two outcomes on every tenth account, loaded
+with COPY. Then, in the same run, one request or query at a time:
+
+* ``http grouped``: ``GET /v1/forecasts/renewals?group_by=quarter,owner,category`` for the
+  year, against ``quarterback serve`` (uvicorn) on loopback, through httpx: signals,
+  probabilities, categories, fiscal quarters, exact money, JSON, auth and all.
+* ``raw grouped``: a hand-written SQL aggregate over the same rows through asyncpg: contracts
+  joined to accounts and owners, a probability from the contract alone, grouped by fiscal
+  quarter, owner and category. It computes no signals, so it is a floor, not an equal.
+* ``http drill-down``: ``GET /v1/forecasts/renewals/accounts?owner=<one owner>`` (the first
+  page of one owner's renewals with their signals).
+* ``raw drill-down``: one owner's renewals by hand, the same floor for the list.
+
+Each variant has discarded warm-up requests, then ``--requests`` measured ones; latencies are
+wall time per request (per query for raw). The script prints p50/p95/p99 and the ratios.
+
+Run from the project root::
+
+    .venv/bin/python bench/forecast.py
+    .venv/bin/python bench/forecast.py --accounts 1000000 --requests 30
+
+The admin URL comes from ``--postgres-url``, else ``QB_BENCH_POSTGRES_URL``, else
+``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``. A throwaway database is created
+and dropped at the end (on error and Ctrl-C as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+from service.db import throwaway
+from service.db.engine import create_engine, create_sessionmaker
+from service.db.migrate import upgrade
+from service.db.types import uuid7
+from service.workspaces import service as workspaces_service
+
+DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+STAGES = ("IMPLEMENT", "VALUE", "RENEW", "EXPAND")
+SEGMENTS = ("high_touch", "mid_touch", "low_touch")
+
+RAW_GROUPED = """
+WITH renewals AS (
+    SELECT c.arr, c.ends_on, o.user_id,
+           CASE WHEN c.status = 'renewed' THEN 100
+                WHEN c.status IN ('churned', 'expired') THEN 0
+                ELSE 50 + CASE WHEN c.auto_renew THEN 10 ELSE 0 END END AS probability
+    FROM contracts c
+    JOIN accounts a ON a.id = c.account_id AND a.workspace_id = $1
+    LEFT JOIN account_owners o
+           ON o.account_id = c.account_id AND o.workspace_id = $1 AND o.department = 'csm'
+    WHERE c.workspace_id = $1 AND c.ends_on BETWEEN $2 AND $3
+)
+SELECT extract(year FROM ends_on)::int AS fiscal_year,
+       (extract(month FROM ends_on)::int - 1) / 3 + 1 AS fiscal_quarter,
+       user_id,
+       CASE WHEN probability >= 80 THEN 'commit' WHEN probability >= 60 THEN 'best_case'
+            WHEN probability >= 40 THEN 'at_risk' ELSE 'churn_risk' END AS category,
+       count(*), sum(arr), sum(arr * probability)
+FROM renewals
+GROUP BY 1, 2, 3, 4
+"""
+
+RAW_DRILL_DOWN = """
+SELECT c.id, c.account_id, a.name, c.ends_on, c.arr, c.currency, c.status, a.segment, a.stage,
+       o.user_id, o.user_name, 50 + CASE WHEN c.auto_renew THEN 10 ELSE 0 END AS probability
+FROM account_owners o
+JOIN contracts c ON c.account_id = o.account_id AND c.workspace_id = $1
+JOIN accounts a ON a.id = c.account_id AND a.workspace_id = $1
+WHERE o.workspace_id = $1 AND o.user_id = $2 AND o.department = 'csm'
+  AND c.ends_on BETWEEN $3 AND $4
+ORDER BY c.ends_on, c.id
+LIMIT 50
+"""
+
+
+def asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# --- seeding -----------------------------------------------------------------------------
+
+
+async def seed(url: str, accounts: int) -> tuple[uuid.UUID, str]:
+    """A workspace, a forecast:read key, and the accounts with their facts, by COPY."""
+    engine = create_engine(Settings(database_url=url))
+    try:
+        await upgrade(engine)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            workspace = await workspaces_service.create_workspace(session, name="Bench")
+            _, key = await workspaces_service.create_api_key(
+                session, workspace_id=workspace.id, name="bench", scopes=["forecast:read"]
+            )
+            workspace_id = workspace.id
+    finally:
+        await engine.dispose()
+    now = datetime.now(UTC)
+    today = now.date()
+    owners = max(1, accounts // 100)
+    account_ids = [uuid7() for _ in range(accounts)]
+    contract_ids = [uuid7() for _ in range(accounts)]
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await connection.copy_records_to_table(
+            "accounts",
+            columns=[
+                "id",
+                "workspace_id",
+                "name",
+                "segment",
+                "arr",
+                "currency",
+                "stage",
+                "stage_entered_at",
+                "created_at",
+                "updated_at",
+            ],
+            records=(
+                (
+                    account_id,
+                    workspace_id,
+                    f"Account {i:07d}",
+                    SEGMENTS[i % 3],
+                    0,
+                    "USD",
+                    STAGES[i % 4],
+                    now - timedelta(days=i % 200),
+                    now,
+                    now,
+                )
+                for i, account_id in enumerate(account_ids)
+            ),
+        )
+        await connection.copy_records_to_table(
+            "account_owners",
+            columns=["id", "workspace_id", "account_id", "department", "user_id", "user_name"],
+            records=(
+                (uuid7(), workspace_id, account_id, "csm", f"csm-{i % owners}", f"CSM {i % owners}")
+                for i, account_id in enumerate(account_ids)
+            ),
+        )
+        await connection.copy_records_to_table(
+            "contracts",
+            columns=[
+                "id",
+                "workspace_id",
+                "account_id",
+                "starts_on",
+                "ends_on",
+                "arr",
+                "currency",
+                "auto_renew",
+                "status",
+                "created_at",
+                "updated_at",
+            ],
+            records=(
+                (
+                    contract_id,
+                    workspace_id,
+                    account_ids[i],
+                    today + timedelta(days=i % 365) - timedelta(days=364),
+                    today + timedelta(days=i % 365),
+                    100_000 + (i * 7919) % 10_000_000,  # cents
+                    "USD",
+                    i % 3 == 0,
+                    "active",
+                    now,
+                    now,
+                )
+                for i, contract_id in enumerate(contract_ids)
+            ),
+        )
+        await connection.copy_records_to_table(
+            "tasks",
+            columns=[
+                "id",
+                "workspace_id",
+                "account_id",
+                "kind",
+                "title",
+                "department",
+                "status",
+                "priority",
+                "due_on",
+                "checklist",
+                "context",
+                "created_at",
+                "updated_at",
+            ],
+            records=(
+                (
+                    uuid7(),
+                    workspace_id,
+                    account_ids[i],
+                    "escalation" if i % 50 == 0 else "handoff",
+                    "Follow up",
+                    "csm",
+                    "open",
+                    "normal",
+                    today + timedelta(days=(i % 3 - 1) * 5),  # a third overdue
+                    "[]",
+                    "{}",
+                    now,
+                    now,
+                )
+                for i in range(0, accounts, 5)
+            ),
+        )
+        await connection.copy_records_to_table(
+            "opportunities",
+            columns=[
+                "id",
+                "workspace_id",
+                "account_id",
+                "source",
+                "external_id",
+                "currency",
+                "kind",
+                "status",
+                "contract_id",
+                "created_at",
+                "updated_at",
+            ],
+            records=(
+                (
+                    uuid7(),
+                    workspace_id,
+                    account_ids[i],
+                    "bench",
+                    f"renewal-{i}",
+                    "USD",
+                    "renewal",
+                    ("open", "won", "lost")[i % 3],
+                    contract_ids[i],
+                    now,
+                    now,
+                )
+                for i in range(0, accounts, 10)
+            ),
+        )
+        plans = [(uuid7(), account_ids[i]) for i in range(3, accounts, 10)]
+        await connection.copy_records_to_table(
+            "success_plans",
+            columns=[
+                "id",
+                "workspace_id",
+                "account_id",
+                "contract_year",
+                "starts_on",
+                "ends_on",
+                "timeline",
+                "touchpoints",
+                "created_at",
+                "updated_at",
+            ],
+            records=(
+                (
+                    plan_id,
+                    workspace_id,
+                    account_id,
+                    1,
+                    today - timedelta(days=120),
+                    today + timedelta(days=244),
+                    "[]",
+                    "[]",
+                    now,
+                    now,
+                )
+                for plan_id, account_id in plans
+            ),
+        )
+        await connection.copy_records_to_table(
+            "plan_outcomes",
+            columns=[
+                "id",
+                "workspace_id",
+                "plan_id",
+                "position",
+                "kpi",
+                "baseline",
+                "target",
+                "target_quarter",
+                "status",
+                "created_at",
+                "updated_at",
+            ],
+            records=(
+                (
+                    uuid7(),
+                    workspace_id,
+                    plan_id,
+                    position,
+                    f"KPI {position}",
+                    0,
+                    1_000_000,
+                    position + 1,
+                    ("in_progress", "achieved", "missed")[n % 3],
+                    now,
+                    now,
+                )
+                for n, (plan_id, _) in enumerate(plans)
+                for position in (1, 2)
+            ),
+        )
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    return workspace_id, key
+
+
+# --- serving -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def served(database_url: str) -> AsyncIterator[str]:
+    """`quarterback serve --no-migrate` (uvicorn) on a free loopback port; yield its URL."""
+    executable = shutil.which("quarterback", path=str(Path(sys.executable).parent))
+    if executable is None:
+        raise RuntimeError("no `quarterback` script next to this Python; pip install -e . first")
+    port = _free_port()
+    env = {**os.environ, "QB_DATABASE_URL": database_url, "QB_LOG_LEVEL": "warning"}
+    base_url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            executable,
+            "serve",
+            "--no-migrate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
+                for _ in range(300):
+                    if process.returncode is not None:
+                        log.seek(0)
+                        raise RuntimeError(f"serve exited:\n{log.read().decode()[-2000:]}")
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/readyz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise RuntimeError("quarterback serve was not ready within 30s")
+            yield base_url
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=10)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+async def timed(call: Callable[[], Awaitable[Any]], warmup: int, requests: int) -> list[float]:
+    for _ in range(warmup):
+        await call()
+    latencies = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - began) * 1000)
+    return latencies
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float, float]:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
+    began = time.perf_counter()
+    workspace_id, key = await seed(url, args.accounts)
+    print(f"seeded {args.accounts} accounts in {time.perf_counter() - began:.1f}s", flush=True)
+    today = date.today()
+    window = (today, today + timedelta(days=365))
+    owner = "csm-7"
+    results: dict[str, list[float]] = {}
+    async with served(url) as base_url, httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        params = {"from": window[0].isoformat(), "to": window[1].isoformat()}
+
+        async def grouped() -> None:
+            response = await client.get(
+                "/v1/forecasts/renewals",
+                params={**params, "group_by": "quarter,owner,category"},
+                headers=headers,
+            )
+            assert response.status_code == 200, response.text[:500]
+
+        async def drill_down() -> None:
+            response = await client.get(
+                "/v1/forecasts/renewals/accounts",
+                params={**params, "owner": owner, "limit": 50},
+                headers=headers,
+            )
+            assert response.status_code == 200, response.text[:500]
+
+        first = await client.get(
+            "/v1/forecasts/renewals",
+            params={**params, "group_by": "quarter,owner,category"},
+            headers=headers,
+        )
+        body = first.json()
+        print(
+            f"grouped forecast: {len(body['rows'])} rows, {body['totals']['count']} renewals, "
+            f"{len(first.content) / 1024:.0f} KiB of JSON",
+            flush=True,
+        )
+        results["http grouped"] = await timed(grouped, args.warmup, args.requests)
+        results["http drill-down"] = await timed(drill_down, args.warmup, args.requests * 4)
+
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        raw_rows = await connection.fetch(RAW_GROUPED, workspace_id, *window)
+        print(f"raw grouped: {len(raw_rows)} rows", flush=True)
+        results["raw grouped"] = await timed(
+            lambda: connection.fetch(RAW_GROUPED, workspace_id, *window),
+            args.warmup,
+            args.requests,
+        )
+        results["raw drill-down"] = await timed(
+            lambda: connection.fetch(RAW_DRILL_DOWN, workspace_id, owner, *window),
+            args.warmup,
+            args.requests * 4,
+        )
+    finally:
+        await connection.close()
+    return results
+
+
+def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
+    print()
+    print(f"{'variant':<16} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for name, latencies in results.items():
+        p50, p95, p99 = percentiles(latencies)
+        print(f"{name:<16} {len(latencies):>5} {p50:>9.2f} {p95:>9.2f} {p99:>9.2f}")
+    http, raw = percentiles(results["http grouped"]), percentiles(results["raw grouped"])
+    drill = percentiles(results["http drill-down"])
+    print()
+    print(
+        f"ratio http/raw grouped: p50 x{http[0] / raw[0]:.2f}, p95 x{http[1] / raw[1]:.2f} "
+        f"(aim p50 <= 1.5); http grouped p99 {http[2]:.1f} ms (aim <= 150); "
+        f"drill-down p99 {drill[2]:.1f} ms (aim <= 10)"
+    )
+    if args.json:
+        print(json.dumps({name: percentiles(values) for name, values in results.items()}))
+
+
+async def main(args: argparse.Namespace) -> None:
+    url = await throwaway.create_database(args.postgres_url, "qb_bench")
+    name = make_url(url).database
+    print(f"created database {name}", flush=True)
+    try:
+        results = await bench(url, args)
+    finally:
+        await throwaway.drop_database(args.postgres_url, url)
+        print(f"dropped database {name}", flush=True)
+    report(results, args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Renewal forecast latency: HTTP vs raw SQL.")
+    parser.add_argument("--accounts", type=int, default=100_000, help="accounts (100000)")
+    parser.add_argument("--requests", type=int, default=50, help="measured requests (50)")
+    parser.add_argument("--warmup", type=int, default=5, help="discarded requests (5)")
+    parser.add_argument("--json", action="store_true", help="also print percentiles as JSON")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("QB_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL),
+        help="admin URL of the PostgreSQL server (a database is created and dropped)",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main(parse_args()))

@@ -1,0 +1,75 @@
+"""Date arithmetic that compiles to the same answer on PostgreSQL and SQLite, and a fence.
+
+The forecast reads plan health in SQL, which needs day counts and "a date N months later,
+clamped to the month's end" (service.plans.calendar.add_months). PostgreSQL does both
+natively; SQLite spells them with julianday() and date() modifiers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Date, Integer, Select, literal_column
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class days_between(FunctionElement[int]):
+    """`later - earlier` in whole days (both dates)."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "days_between"
+
+
+class add_months(FunctionElement[Any]):
+    """`day` plus a literal number of months, clamped to the last day of the month."""
+
+    type = Date()
+    inherit_cache = True
+    name = "add_months"
+
+    def __init__(self, day: Any, months: int) -> None:
+        # A literal column, not an attribute, so the statement cache keys on the number.
+        super().__init__(day, literal_column(str(int(months))))
+
+
+@compiles(days_between)
+def _days_between_default(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
+    later, earlier = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(CAST({later} AS DATE) - CAST({earlier} AS DATE))"
+
+
+@compiles(days_between, "sqlite")
+def _days_between_sqlite(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
+    later, earlier = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"CAST(round(julianday({later}) - julianday({earlier})) AS INTEGER)"
+
+
+@compiles(add_months)
+def _add_months_default(element: add_months, compiler: SQLCompiler, **kw: Any) -> str:
+    day, months = (compiler.process(arg, **kw) for arg in element.clauses)
+    # PostgreSQL clamps to the month's end itself: Jan 31 + 1 month = Feb 28/29.
+    return f"CAST(CAST({day} AS DATE) + INTERVAL '{months} months' AS DATE)"
+
+
+@compiles(add_months, "sqlite")
+def _add_months_sqlite(element: add_months, compiler: SQLCompiler, **kw: Any) -> str:
+    day, text = (compiler.process(arg, **kw) for arg in element.clauses)
+    months = int(text)
+    # date(d, '+N months') rolls Jan 31 over into March; the month's last day caps it.
+    return (
+        f"min(date({day}, '+{months} months'), "
+        f"date({day}, 'start of month', '+{months + 1} months', '-1 day'))"
+    )
+
+
+def fenced(statement: Select[Any]) -> Select[Any]:
+    """`statement` with OFFSET 0, so that PostgreSQL plans it as a subquery of its own.
+
+    Without the fence the planner pulls the subquery up into its parent and pastes each of its
+    expressions wherever the parent names the column: a probability read by six category sums
+    is then computed six times a row, and the score inside it as often. SQLite reads it as
+    `LIMIT -1 OFFSET 0`, which changes nothing there."""
+    return statement.offset(literal_column("0"))
