@@ -451,7 +451,10 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
         results["http grouped"] = await timed(grouped, args.warmup, args.requests)
         results["http drill-down"] = await timed(drill_down, args.warmup, args.requests * 4)
 
-    connection = await asyncpg.connect(asyncpg_dsn(url))
+    # Custom plans for the raw queries too (the service asks for them: see _plan_for_these_values).
+    connection = await asyncpg.connect(
+        asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
+    )
     try:
         raw_rows = await connection.fetch(RAW_GROUPED, workspace_id, *window)
         print(f"raw grouped: {len(raw_rows)} rows", flush=True)
