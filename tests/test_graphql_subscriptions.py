@@ -245,7 +245,8 @@ async def test_the_listener_reconnects_after_its_connection_drops(db, workspace)
                     "WHERE application_name = 'quarterback-live' AND datname = current_database()"
                 )
             )
-        assert killed == 1
+        # The server's listener, and the shared test app's when the whole suite runs.
+        assert killed >= 1
         account = await factories.create_account(client, workspace, name="Again")
         # The first notices may be sent while it reconnects; they wait in the send queue.
         await factories.walk(client, workspace, account["id"], "ACQUIRE")

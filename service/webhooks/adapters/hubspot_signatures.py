@@ -92,6 +92,9 @@ def signed_headers(
     }
 
 
+V3_SIGNATURE_LENGTH = 44
+
+
 def _bytes(body: bytes | str) -> bytes:
     return body.encode() if isinstance(body, str) else body
 
@@ -123,8 +126,10 @@ def _verify_v3(delivery: Delivery, secrets: tuple[str, ...]) -> None:
         )
     if -age_ms > MAX_AHEAD // timedelta(milliseconds=1):
         raise VerificationFailed(f"{REQUEST_TIMESTAMP} is more than a minute in the future")
-    # A proxy that form-decodes headers turns base64's `+` into a space.
-    received = signature.strip().replace(" ", "+")
+    # A proxy that form-decodes headers turns base64's `+` into a space; a leading one is
+    # then lost with the header's surrounding whitespace, so pad back to the length of a
+    # base64 HMAC-SHA256 (44 characters). Only the real signature matches either way.
+    received = signature.strip().replace(" ", "+").rjust(V3_SIGNATURE_LENGTH, "+")
     for secret in secrets:
         expected = sign_v3(secret, delivery.method, delivery.url, delivery.body, timestamp)
         if _matches(expected, received):
