@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -83,8 +84,30 @@ async def acknowledged(ws: ClientConnection) -> None:
 async def subscribe(
     ws: ClientConnection, operation_id: str, query: str, variables: dict[str, Any] | None = None
 ) -> None:
+    """Start a subscription and return once the server listens for it.
+
+    graphql-transport-ws acknowledges no subscription; the servers run in this process, so
+    the `qb_live_subscribers` gauge says when this one is registered.
+    """
+    before = listening()
+    await send_operation(ws, operation_id, query, variables)
+    for _ in range(1000):  # up to 10 s
+        if listening() > before:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the server never started listening for {operation_id!r}")
+
+
+async def send_operation(
+    ws: ClientConnection, operation_id: str, query: str, variables: dict[str, Any] | None = None
+) -> None:
+    """Send a `subscribe` message, whatever the operation, without waiting for anything."""
     payload = {"query": query, "variables": variables or {}}
     await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+
+
+def listening() -> float:
+    return REGISTRY.get_sample_value("qb_live_subscribers") or 0.0
 
 
 async def next_result(ws: ClientConnection, wait: float = 10) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
+from prometheus_client import Gauge
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,8 @@ NOTICES_PER_NOTIFY = 30
 SUBSCRIBER_BACKLOG = 1_000
 # Notices waiting for the PostgreSQL connection (e.g. while it reconnects).
 SEND_BACKLOG = 10_000
+
+SUBSCRIBERS = Gauge("qb_live_subscribers", "GraphQL subscriptions listening in this process.")
 
 _PENDING = "quarterback.live.pending"
 _BROADCASTER = "quarterback.live.broadcaster"
@@ -153,6 +156,7 @@ class Broadcaster:
         """Notices `accepts` lets through, from now until the block ends."""
         subscriber = _Subscriber(accepts)
         self._subscribers.add(subscriber)
+        SUBSCRIBERS.inc()
 
         async def notices() -> AsyncIterator[Notice]:
             while True:
@@ -162,6 +166,7 @@ class Broadcaster:
             yield notices()
         finally:
             self._subscribers.discard(subscriber)
+            SUBSCRIBERS.dec()
 
 
 class PostgresBroadcaster(Broadcaster):
