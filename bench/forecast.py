@@ -38,20 +38,16 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import socket
 import statistics
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from local_server import served
 from sqlalchemy.engine import make_url
 
 from service.config import Settings
@@ -100,10 +96,6 @@ LIMIT 50
 """
 
 
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 # --- seeding -----------------------------------------------------------------------------
 
 
@@ -125,7 +117,7 @@ async def seed(url: str, accounts: int) -> tuple[uuid.UUID, str]:
     owners = max(1, accounts // 100)
     account_ids = [uuid7() for _ in range(accounts)]
     contract_ids = [uuid7() for _ in range(accounts)]
-    connection = await asyncpg.connect(asyncpg_dsn(url))
+    connection = await asyncpg.connect(throwaway.asyncpg_dsn(url))
     try:
         await connection.copy_records_to_table(
             "accounts",
@@ -338,58 +330,6 @@ async def seed(url: str, accounts: int) -> tuple[uuid.UUID, str]:
 # --- serving -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def served(database_url: str) -> AsyncIterator[str]:
-    """`quarterback serve --no-migrate` (uvicorn) on a free loopback port; yield its URL."""
-    executable = shutil.which("quarterback", path=str(Path(sys.executable).parent))
-    if executable is None:
-        raise RuntimeError("no `quarterback` script next to this Python; pip install -e . first")
-    port = _free_port()
-    env = {**os.environ, "QB_DATABASE_URL": database_url, "QB_LOG_LEVEL": "warning"}
-    base_url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = await asyncio.create_subprocess_exec(
-            executable,
-            "serve",
-            "--no-migrate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
-                for _ in range(300):
-                    if process.returncode is not None:
-                        log.seek(0)
-                        raise RuntimeError(f"serve exited:\n{log.read().decode()[-2000:]}")
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise RuntimeError("quarterback serve was not ready within 30s")
-            yield base_url
-        finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), timeout=10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-
-
 # --- measuring ---------------------------------------------------------------------------
 
 
@@ -453,7 +393,7 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
 
     # Custom plans for the raw queries too (the service asks for them: see _plan_for_these_values).
     connection = await asyncpg.connect(
-        asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
+        throwaway.asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
     )
     try:
         raw_rows = await connection.fetch(RAW_GROUPED, workspace_id, *window)

@@ -70,9 +70,7 @@ import itertools
 import json
 import math
 import os
-import shutil
 import signal
-import socket
 import ssl
 import sys
 import tempfile
@@ -83,10 +81,11 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
+from local_server import free_port, quarterback_argv, running, stop, tail
 from sqlalchemy.engine import make_url
 
 from service.config import Settings
@@ -106,7 +105,6 @@ PORTAL_ID = 62515
 APP_ID = 1160452
 TARGETS = ("qb-standard", "qb-hubspot", "baseline")
 STATUS_COLUMNS = ("2xx", "4xx", "429", "503", "5xx", "err")
-READY_SECONDS = 60
 
 
 # --------------------------------------------------------------------------------------
@@ -512,10 +510,6 @@ def load_main(plan_path: str, result_path: str) -> None:
 # The database, the sources and the servers.
 
 
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def create_database(admin_url: str) -> str:
     return await throwaway.create_database(admin_url, "qb_bench")
 
@@ -565,69 +559,6 @@ async def seed(url: str) -> Seeded:
             )
     finally:
         await engine.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(log: IO[bytes], lines: int = 20) -> str:
-    log.flush()
-    log.seek(0)
-    return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
-
-
-@contextlib.asynccontextmanager
-async def server(
-    name: str, argv: Sequence[str], env: dict[str, str], base_url: str
-) -> AsyncIterator[tuple[int, IO[bytes]]]:
-    """Run a server subprocess until it answers /readyz; yield its pid and log; stop it."""
-    with tempfile.TemporaryFile() as log:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            env={**os.environ, **env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            deadline = time.perf_counter() + READY_SECONDS
-            async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
-                while True:
-                    if process.returncode is not None:
-                        raise RuntimeError(
-                            f"{name} exited with {process.returncode}:\n{_tail(log)}"
-                        )
-                    if time.perf_counter() > deadline:
-                        raise RuntimeError(
-                            f"{name} was not ready in {READY_SECONDS}s:\n{_tail(log)}"
-                        )
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.1)
-            yield process.pid, log
-        finally:
-            await stop(process)
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
-def quarterback_argv() -> list[str]:
-    executable = shutil.which("quarterback", path=str(Path(sys.executable).parent))
-    if executable is None:
-        raise RuntimeError("no `quarterback` script next to this Python; pip install -e . first")
-    return [executable, "serve", "--no-migrate"]
 
 
 async def run_load_process(plan: dict[str, Any], workdir: Path) -> list[Result]:
@@ -682,7 +613,7 @@ class LedgerLine:
 
 async def ledger(url: str, seeded: Seeded, results: list[Result]) -> list[LedgerLine]:
     lines = []
-    connection = await asyncpg.connect(asyncpg_dsn(url))
+    connection = await asyncpg.connect(throwaway.asyncpg_dsn(url))
     try:
         for result in results:
             variant = result.variant
@@ -848,12 +779,12 @@ def report_ledger(lines: list[LedgerLine]) -> bool:
 async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
     began = time.perf_counter()
     seeded = await seed(url)
-    connection = await asyncpg.connect(asyncpg_dsn(url))
+    connection = await asyncpg.connect(throwaway.asyncpg_dsn(url))
     try:
         version = await connection.fetchval("SHOW server_version")
     finally:
         await connection.close()
-    qb_port, raw_port = _free_port(), _free_port()
+    qb_port, raw_port = free_port(), free_port()
     qb_base, raw_base = f"http://127.0.0.1:{qb_port}", f"http://127.0.0.1:{raw_port}"
     qb_env = {
         "QB_DATABASE_URL": url,
@@ -862,11 +793,14 @@ async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
         "QB_LOG_LEVEL": "warning",
         "QB_PUBLIC_URL": qb_base,  # HubSpot signs the URL it calls
     }
-    raw_env = {"BENCH_RAW_DSN": asyncpg_dsn(url), "BENCH_RAW_SECRET": seeded.standard_secret}
+    raw_env = {
+        "BENCH_RAW_DSN": throwaway.asyncpg_dsn(url),
+        "BENCH_RAW_SECRET": seeded.standard_secret,
+    }
     raw_argv = [sys.executable, str(BENCH_DIR / "raw_ingest_app.py"), "--port", str(raw_port)]
     async with (
-        server("quarterback serve", quarterback_argv(), qb_env, qb_base) as (qb_pid, qb_log),
-        server("baseline", raw_argv, raw_env, raw_base) as (raw_pid, raw_log),
+        running("quarterback serve", quarterback_argv(), qb_env, qb_base) as (qb_pid, qb_log),
+        running("baseline", raw_argv, raw_env, raw_base) as (raw_pid, raw_log),
     ):
         settings = Settings(database_url=url)
         print(
@@ -914,7 +848,7 @@ async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
             target = "baseline" if name == "baseline" else "qb-"
             failed = sum(r.statuses["5xx"] for r in results if r.variant.target.startswith(target))
             if failed:
-                print(f"\n{name} answered 5xx {failed} times; the end of its log:\n{_tail(log)}")
+                print(f"\n{name} answered 5xx {failed} times; the end of its log:\n{tail(log)}")
     report(results)
     report_ratios(results, args.concurrency)
     report_aims(results, args.concurrency)

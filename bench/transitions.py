@@ -56,24 +56,21 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
+from local_server import served
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -414,81 +411,8 @@ def raw_move(pool: asyncpg.Pool, workspace_id: uuid.UUID) -> Move:
     return move
 
 
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 # --------------------------------------------------------------------------------------
 # Variant C: the HTTP API, served by `quarterback serve` in a subprocess.
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(log: IO[bytes], lines: int = 20) -> str:
-    log.flush()
-    log.seek(0)
-    return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
-
-
-@contextlib.asynccontextmanager
-async def served(database_url: str) -> AsyncIterator[str]:
-    """Run `quarterback serve --no-migrate` on a free port; yield its base URL; stop it."""
-    executable = shutil.which("quarterback", path=str(Path(sys.executable).parent))
-    if executable is None:
-        raise RuntimeError("no `quarterback` script next to this Python; pip install -e . first")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "QB_DATABASE_URL": database_url,
-        "QB_HOST": "127.0.0.1",
-        "QB_PORT": str(port),
-        "QB_LOG_LEVEL": "warning",  # no access log line per request
-    }
-    base_url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = await asyncio.create_subprocess_exec(
-            executable,
-            "serve",
-            "--no-migrate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            await _wait_ready(process, base_url, log)
-            yield base_url
-        finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), timeout=10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-
-
-async def _wait_ready(process: asyncio.subprocess.Process, base_url: str, log: IO[bytes]) -> None:
-    deadline = time.perf_counter() + 30
-    async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
-        while time.perf_counter() < deadline:
-            if process.returncode is not None:
-                raise RuntimeError(
-                    f"quarterback serve exited with {process.returncode}:\n{_tail(log)}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"quarterback serve was not ready within 30s:\n{_tail(log)}")
 
 
 def http_move(client: httpx.AsyncClient, api_key: str) -> Move:
@@ -599,7 +523,7 @@ async def bench(url: str, args: argparse.Namespace) -> list[PassResult]:
             )
         )
         async with asyncpg.create_pool(
-            asyncpg_dsn(url),
+            throwaway.asyncpg_dsn(url),
             min_size=min(settings.db_pool_size, raw_max),
             max_size=raw_max,
             init=_init_raw_connection,

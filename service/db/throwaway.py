@@ -33,3 +33,8 @@ async def drop_database(admin_url: str, url: str) -> None:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
+
+
+def asyncpg_dsn(url: str) -> str:
+    """`url` as asyncpg's own `connect` takes it (no `+asyncpg` driver suffix)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
