@@ -8,17 +8,15 @@ import enum
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 import strawberry
-from pydantic import BaseModel, ValidationError
 
 from service.alignment import checks, dependencies, schemas, updates
 from service.alignment import service as alignment_service
 from service.alignment.loaders import loaders_of
 from service.alignment.views import DependencyView, GoalView, PlanView
 from service.graphql.context import CanRead, CanWrite, context_of
-from service.graphql.errors import invalid_input
+from service.graphql.inputs import parsed
 from service.graphql.pagination import Connection, connection, id_cursor, nested_limit, page_size
 from service.graphql.rows import from_row
 
@@ -348,24 +346,6 @@ class WeeklyUpdateInput:
     goals: list[GoalProgressInput]
 
 
-def _plain(value: Any) -> Any:
-    """Strawberry inputs as the dicts the pydantic request models read; UNSET fields dropped."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if hasattr(value, "__strawberry_definition__"):
-        return {k: _plain(v) for k, v in vars(value).items() if v is not strawberry.UNSET}
-    return value
-
-
-def _parsed(model: type[BaseModel], value: Any) -> Any:
-    try:
-        return model.model_validate(_plain(value))
-    except ValidationError as exc:
-        raise invalid_input(exc) from None
-
-
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -376,7 +356,7 @@ class Mutation:
     async def create_operational_plan(
         self, info: strawberry.Info, input: OperationalPlanInput
     ) -> OperationalPlan:
-        body: schemas.OperationalPlanCreate = _parsed(schemas.OperationalPlanCreate, input)
+        body: schemas.OperationalPlanCreate = parsed(schemas.OperationalPlanCreate, input)
         async with context_of(info).writing() as (session, principal):
             view = await alignment_service.create_plan(
                 session,
@@ -397,7 +377,7 @@ class Mutation:
         self, info: strawberry.Info, id: uuid.UUID, summary: str | None = strawberry.UNSET
     ) -> OperationalPlan:
         given = {} if summary is strawberry.UNSET else {"summary": summary}
-        body: schemas.OperationalPlanChanges = _parsed(schemas.OperationalPlanChanges, given)
+        body: schemas.OperationalPlanChanges = parsed(schemas.OperationalPlanChanges, given)
         async with context_of(info).writing() as (session, principal):
             view = await alignment_service.update_plan(
                 session,
@@ -411,7 +391,7 @@ class Mutation:
     async def add_operational_goal(
         self, info: strawberry.Info, plan_id: uuid.UUID, input: OperationalGoalInput
     ) -> OperationalPlan:
-        body: schemas.OperationalGoalCreate = _parsed(schemas.OperationalGoalCreate, input)
+        body: schemas.OperationalGoalCreate = parsed(schemas.OperationalGoalCreate, input)
         async with context_of(info).writing() as (session, principal):
             view = await alignment_service.add_goal(
                 session,
@@ -431,7 +411,7 @@ class Mutation:
         goal_id: uuid.UUID,
         input: OperationalGoalChanges,
     ) -> OperationalPlan:
-        body: schemas.OperationalGoalChanges = _parsed(schemas.OperationalGoalChanges, input)
+        body: schemas.OperationalGoalChanges = parsed(schemas.OperationalGoalChanges, input)
         async with context_of(info).writing() as (session, principal):
             view = await alignment_service.update_goal(
                 session,
@@ -446,7 +426,7 @@ class Mutation:
     async def add_operational_deliverable(
         self, info: strawberry.Info, plan_id: uuid.UUID, input: DeliverableInput
     ) -> OperationalPlan:
-        body: schemas.OperationalDeliverableCreate = _parsed(
+        body: schemas.OperationalDeliverableCreate = parsed(
             schemas.OperationalDeliverableCreate, input
         )
         async with context_of(info).writing() as (session, principal):
@@ -469,7 +449,7 @@ class Mutation:
         deliverable_id: uuid.UUID,
         input: DeliverableChanges,
     ) -> OperationalPlan:
-        body: schemas.OperationalDeliverableChanges = _parsed(
+        body: schemas.OperationalDeliverableChanges = parsed(
             schemas.OperationalDeliverableChanges, input
         )
         async with context_of(info).writing() as (session, principal):
@@ -489,7 +469,7 @@ class Mutation:
     async def add_operational_dependency(
         self, info: strawberry.Info, plan_id: uuid.UUID, input: DependencyInput
     ) -> OperationalPlan:
-        body: schemas.OperationalDependencyCreate = _parsed(
+        body: schemas.OperationalDependencyCreate = parsed(
             schemas.OperationalDependencyCreate, input
         )
         async with context_of(info).writing() as (session, principal):
@@ -519,7 +499,7 @@ class Mutation:
     async def record_operational_update(
         self, info: strawberry.Info, plan_id: uuid.UUID, input: WeeklyUpdateInput
     ) -> OperationalPlan:
-        body: schemas.WeeklyUpdateCreate = _parsed(schemas.WeeklyUpdateCreate, input)
+        body: schemas.WeeklyUpdateCreate = parsed(schemas.WeeklyUpdateCreate, input)
         async with context_of(info).writing() as (session, principal):
             view = await updates.record_update(
                 session,

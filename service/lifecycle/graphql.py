@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 
 from service.graphql.context import CanRead, CanWrite, context_of
 from service.graphql.errors import invalid_input
+from service.graphql.inputs import parsed
 from service.graphql.pagination import Connection, connection, id_cursor, page_size
 from service.graphql.rows import from_row
 from service.kit.pagination import decode_cursor, trim_page
@@ -214,19 +215,6 @@ class EventSubmission:
     )
 
 
-def _plain(value: Any) -> Any:
-    """An input object as the dict REST would have parsed from JSON (None fields left out)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return {
-            name: _plain(getattr(value, name))
-            for name in value.__dataclass_fields__
-            if getattr(value, name) is not None
-        }
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
 @strawberry.type
 class Query:
     @strawberry.field(
@@ -288,8 +276,8 @@ class Mutation:
             strawberry.argument(name="source", description="Who sent it; (source, id) is once."),
         ] = "api",
     ) -> EventSubmission:
+        checked = parsed(EventIn, event, prefix="event", drop_none=True)
         try:
-            checked = EventIn.model_validate(_plain(event))
             source = TypeAdapter(Source).validate_python(sender)
         except ValidationError as exc:
             raise invalid_input(exc, "event") from None

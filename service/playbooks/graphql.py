@@ -14,9 +14,10 @@ from strawberry.scalars import JSON
 from service.errors import InvalidInput
 from service.graphql.context import CanRead, IsAdmin, context_of
 from service.graphql.errors import invalid_input
+from service.graphql.inputs import plain
 from service.graphql.pagination import nested_limit
 from service.graphql.rows import from_row
-from service.lifecycle.graphql import EventInput, _plain
+from service.lifecycle.graphql import EventInput
 from service.playbooks import service as playbooks_service
 from service.playbooks import simulation
 from service.playbooks.routes import SimulationRequest
@@ -139,10 +140,10 @@ class Mutation:
         try:
             body = SimulationRequest.model_validate(
                 {
-                    "event": _plain(event),
+                    "event": plain(event, drop_none=True),
                     "source": sender,
                     "account_id": account_id,
-                    "account": _plain(account) if account else None,
+                    "account": plain(account, drop_none=True) if account else None,
                     "playbook": playbook,
                 }
             )
