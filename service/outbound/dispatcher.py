@@ -93,10 +93,10 @@ async def deliver_one(
 ) -> bool:
     """Claim and send the next due message; False when none is due."""
     async with sessionmaker() as session, session.begin():
-        await limit_idle_claim(session)
         message = await _claim(session, now)
         if message is None:
             return False
+        await limit_idle_claim(session)  # only a held claim needs it; empty polls skip it
         subscription = await session.get_one(Subscription, message.subscription_id)
         if not subscription.enabled or subscription.status == "disabled":
             message.status, message.last_error = "failed", "the subscription is disabled"

@@ -244,10 +244,10 @@ async def _fire_next(
     claimed: uuid.UUID | None = None
     try:
         async with sessionmaker() as session, session.begin():
-            await limit_idle_claim(session)
             timer = await _claim(session, now)
             if timer is None:
                 return None
+            await limit_idle_claim(session)  # only a held claim needs it; empty polls skip it
             claimed, attempts = timer.id, timer.attempts
             error = await _run_handler(session, timer)
             if error is None:
