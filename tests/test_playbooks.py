@@ -355,6 +355,21 @@ async def test_simulation_against_a_draft_and_a_described_account(client, worksp
     assert bad.status_code == 422
 
 
+async def test_a_described_account_owner_needs_a_user_id(client, workspace):
+    """Owners of a described account are written as an account's are: a 422, not a 500."""
+    request = {
+        "event": _event("x", "go_live"),
+        "account": {"stage": "IMPLEMENT", "owners": {"csm": {"name": "Chris"}}},
+    }
+    response = await client.post("/v1/playbook/simulate", json=request, headers=workspace.headers)
+    assert response.status_code == 422, response.text
+    assert "user_id" in response.text
+    request["account"]["owners"] = {"csm": {"user_id": "chris", "name": "Chris"}}
+    response = await client.post("/v1/playbook/simulate", json=request, headers=workspace.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["handoff"]["assignee_id"] == "chris"
+
+
 async def test_renewal_quarterback_setting_follows_the_playbook_role(client, workspace):
     await client.patch(
         "/v1/workspace", json={"renewal_quarterback": "revops"}, headers=workspace.headers

@@ -10,6 +10,7 @@ import yaml
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from service.accounts.schemas import Owner
 from service.lifecycle.event_routes import EventIn
 from service.playbooks import service as playbooks_service
 from service.playbooks import simulation
@@ -48,7 +49,7 @@ class SimulatedAccount(BaseModel):
     stage: str | None = None
     segment: Literal["high_touch", "mid_touch", "low_touch"] | None = None
     arr: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,14}(\.[0-9]{1,2})?$")] | None = None
-    owners: dict[str, dict[str, str]] | None = None
+    owners: dict[str, Owner] | None = None
 
 
 class SimulationRequest(BaseModel):
