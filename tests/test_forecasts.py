@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from service.deals.models import Opportunity
+from service.forecasts.schemas import RenewalForecast
 from service.playbooks import document as playbook_document
 from service.tasks.models import Task
 from tests import factories
@@ -67,7 +68,18 @@ async def _forecast(client, ws, **params):
         "/v1/forecasts/renewals", params={**WINDOW, **params}, headers=ws.headers
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    # The route serialises the service's dict directly: it must be the model's JSON, byte
+    # for byte (field order, nulls, decimal places).
+    canonical = RenewalForecast.model_validate_json(response.content)
+    assert response.content == canonical.model_dump_json(by_alias=True).encode()
+    body = response.json()
+    # Rows in the documented order: by each group value as text, nulls last.
+    keys = [
+        [(value is None, "" if value is None else str(value)) for value in row["group"].values()]
+        for row in body["rows"]
+    ]
+    assert keys == sorted(keys) and len({repr(key) for key in keys}) == len(keys)
+    return body
 
 
 async def _publish_forecast(client, ws, forecast):

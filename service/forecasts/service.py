@@ -15,7 +15,7 @@ import binascii
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -363,8 +363,10 @@ _NO_CENTS = Decimal("0.00")
 
 
 def _cents(value: Any) -> Decimal:
-    """An integer number of cents (SQL sums come back as int or integral Decimal) in units."""
-    return Decimal(int(value)).scaleb(-2) if value else _NO_CENTS
+    """An integer number of cents (SQL sums come back as int or integral Decimal) in units.
+
+    Decimal(value) keeps an integral Decimal's exponent (0), as int() would, for less."""
+    return Decimal(value).scaleb(-2) if value else _NO_CENTS
 
 
 def _convert(amount: Decimal, rate: Decimal) -> Decimal:
@@ -495,40 +497,89 @@ async def _expansion_rows(
     return (await session.execute(statement)).all()
 
 
-def _group_key(dimensions: Sequence[str], row: Any) -> tuple[tuple[str, Any], ...]:
-    key: list[tuple[str, Any]] = []
+_KeyPart = tuple[tuple[str, Any], ...]
+
+
+def _quarter_key(row: Sequence[Any], at: int) -> _KeyPart:
+    return (("quarter", f"FY{int(row[at])}-Q{int(row[at + 1])}"),)
+
+
+def _month_key(row: Sequence[Any], at: int) -> _KeyPart:
+    return (("month", f"{int(row[at]):04d}-{int(row[at + 1]):02d}"),)
+
+
+def _owner_key(row: Sequence[Any], at: int) -> _KeyPart:
+    return (("owner", row[at]), ("owner_name", row[at + 1]))
+
+
+def _key_reader(dimensions: Sequence[str]) -> Callable[[Sequence[Any]], _KeyPart]:
+    """Reads a row's group key from its leading columns (in `_key_names` order).
+
+    Rows come back as plain tuples and this runs once per group row, so it indexes by
+    position instead of reading named attributes (thousands of rows per request)."""
+    special = {"quarter": _quarter_key, "month": _month_key, "owner": _owner_key}
+    parts: list[tuple[Callable[[Sequence[Any], int], _KeyPart] | str, int]] = []
+    at = 0
     for dimension in dimensions:
-        if dimension == "quarter":
-            key.append(("quarter", f"FY{int(row.fiscal_year)}-Q{int(row.fiscal_quarter)}"))
-        elif dimension == "month":
-            key.append(("month", f"{int(row.year):04d}-{int(row.month):02d}"))
-        elif dimension == "owner":
-            key += [("owner", row.owner_id), ("owner_name", row.owner_name)]
-        else:
-            key.append((dimension, getattr(row, dimension)))
-    return tuple(key)
+        parts.append((special.get(dimension, dimension), at))
+        at += len(_key_names([dimension]))
+
+    def read(row: Sequence[Any]) -> _KeyPart:
+        key: _KeyPart = ()
+        for part, position in parts:
+            key += ((part, row[position]),) if isinstance(part, str) else part(row, position)
+        return key
+
+    return read
 
 
-def _empty_sums(views: Sequence[str] = ()) -> dict[str, Any]:
-    sums: dict[str, Any] = {
+def _empty_sums(expansion: bool) -> dict[str, Any]:
+    """Zero sums, keyed in the order of the response's fields (ForecastSums)."""
+    return {
         "count": 0,
         "arr": Decimal("0.00"),
         "weighted_arr": Decimal("0.0000"),
         "arr_by_category": {category: Decimal("0.00") for category in ALL_CATEGORIES},
         "expected_churn": Decimal("0.0000"),
+        "expansion_count": 0 if expansion else None,
+        "expansion_pipeline": Decimal("0.0000") if expansion else None,
+        "expected_renewed_arr": None,
+        "grr": None,
+        "nrr": None,
     }
-    if "expansion" in views:
-        sums.update(expansion_count=0, expansion_pipeline=Decimal("0.0000"))
-    return sums
+
+
+def _renewal_sums(values: Sequence[Any], rate: Decimal, expansion: bool) -> dict[str, Any]:
+    """A (group, currency) row's sums in the reporting currency; `values` are the row's
+    count, ARR, weighted, churn and per-category columns."""
+    count, arr, weighted, churn, *by_category = values
+    return {
+        "count": int(count),
+        "arr": _convert(_cents(arr), rate),
+        "weighted_arr": _convert(Decimal(weighted).scaleb(-4), rate),
+        "arr_by_category": {
+            category: _convert(_cents(amount), rate)
+            for category, amount in zip(ALL_CATEGORIES, by_category, strict=True)
+        },
+        "expected_churn": _convert(Decimal(churn).scaleb(-4), rate),
+        "expansion_count": 0 if expansion else None,
+        "expansion_pipeline": Decimal("0.0000") if expansion else None,
+        "expected_renewed_arr": None,
+        "grr": None,
+        "nrr": None,
+    }
 
 
 def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
     target["count"] += source["count"]
-    for name in ("arr", "weighted_arr", "expected_churn", "expansion_count", "expansion_pipeline"):
-        if name in source:
-            target[name] += source[name]
+    for name in ("arr", "weighted_arr", "expected_churn"):
+        target[name] += source[name]
+    if target["expansion_count"] is not None:
+        target["expansion_count"] += source["expansion_count"]
+        target["expansion_pipeline"] += source["expansion_pipeline"]
+    by_category = target["arr_by_category"]
     for category, amount in source["arr_by_category"].items():
-        target["arr_by_category"][category] += amount
+        by_category[category] += amount
 
 
 def _merge(groups: dict[Any, dict[str, Any]], key: Any, sums: dict[str, Any]) -> None:
@@ -542,6 +593,21 @@ def _merge(groups: dict[Any, dict[str, Any]], key: Any, sums: dict[str, Any]) ->
 
 def _sort_value(value: Any) -> tuple[int, str]:
     return (1, "") if value is None else (0, str(value))
+
+
+def _in_row_order(dialect: str, columns: Sequence[Any]) -> list[Any]:
+    """ORDER BY for the documented row order, `_sort_value`'s, in SQL: values ascending as
+    text compares in Python (by code point), nulls last.
+
+    Fiscal years, quarters and months are numbers here but their labels (FY2027-Q1, 2027-03)
+    have fixed widths, so numeric order is their text order. PostgreSQL compares text by the
+    database's collation unless told "C" (code points); SQLite compares bytes already."""
+    order = []
+    for column in columns:
+        if dialect == "postgresql" and isinstance(column.type, String):
+            column = column.collate("C")
+        order.append(column.asc().nulls_last())
+    return order
 
 
 async def renewal_forecast(
@@ -579,42 +645,44 @@ async def renewal_forecast(
             for category in ALL_CATEGORIES
         ),
     ).group_by(*group_columns, r.currency)
-    rows = (await session.execute(statement)).all()
+    connection = await session.connection()
+    ordered_by = _in_row_order(connection.dialect.name, [*group_columns, r.currency])
+    # A Core result: the ORM's row loading costs more than these plain tuples need.
+    rows = (await connection.execute(statement.order_by(*ordered_by))).tuples().all()
     expansion_rows: list[Any] = []
     if "expansion" in views:
         expansion_rows = list(await _expansion_rows(session, ctx, dimensions))
-    _check_rates(settings, [row._currency for row in [*rows, *expansion_rows]])
+    width = len(group_columns)
+    rates = {currency: settings.rate(currency) for currency in {row[width] for row in rows}}
+    _check_rates(settings, [*rates, *(row[width] for row in expansion_rows)])
+    expansion = "expansion" in views
+    key_of = _key_reader(dimensions)
     groups: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for row in rows:
-        rate = settings.rate(row._currency)
+        rate = rates[row[width]]
         assert rate is not None
-        sums = {
-            "count": int(row.renewals),
-            "arr": _convert(_cents(row.arr), rate),
-            "weighted_arr": _convert(Decimal(int(row.weighted)).scaleb(-4), rate),
-            "expected_churn": _convert(Decimal(int(row.churn)).scaleb(-4), rate),
-            "arr_by_category": {
-                category: _convert(_cents(getattr(row, category)), rate)
-                for category in ALL_CATEGORIES
-            },
-        }
-        if views:
-            sums.update(expansion_count=0, expansion_pipeline=Decimal("0.0000"))
-        _merge(groups, _group_key(dimensions, row), sums)
+        _merge(groups, key_of(row), _renewal_sums(row[width + 1 :], rate, expansion))
     for row in expansion_rows:
-        rate = settings.rate(row._currency)
+        rate = settings.rate(row[width])
         assert rate is not None
-        sums = _empty_sums(views)
-        sums["expansion_count"] = int(row.opportunities)
-        sums["expansion_pipeline"] = Decimal(int(row.weighted)).scaleb(-4) * rate
-        _merge(groups, _group_key(dimensions, row), sums)
-    totals = _empty_sums(views)
+        sums = _empty_sums(expansion)
+        sums["expansion_count"] = int(row[width + 1])
+        sums["expansion_pipeline"] = Decimal(int(row[width + 2])).scaleb(-4) * rate
+        _merge(groups, key_of(row), sums)
+    totals = _empty_sums(expansion)
     for sums in groups.values():
         _add(totals, sums)
-    if "expansion" in views:
+    if expansion:
         for sums in (*groups.values(), totals):
             sums.update(retention_fields(sums))
-    ordered = sorted(groups.items(), key=lambda item: [_sort_value(v) for _, v in item[0]])
+    # Groups came in the documented order; expansion may have added groups at the end.
+    ordered = list(groups.items())
+    if expansion_rows:
+        ordered.sort(key=lambda item: [_sort_value(v) for _, v in item[0]])
+    # Keys in the order of the response model's fields (ForecastRow: the sums, then the
+    # group), so that the route can serialise this dict as it is.
+    for key, sums in ordered:
+        sums["group"] = dict(key)
     return {
         "from": ctx.window.starts_on,
         "to": ctx.window.ends_on,
@@ -623,7 +691,7 @@ async def renewal_forecast(
         "fiscal_year_start_month": ctx.fiscal_year_start_month,
         "group_by": dimensions,
         "include": views,
-        "rows": [{"group": dict(key), **sums} for key, sums in ordered],
+        "rows": [sums for _, sums in ordered],
         "totals": totals,
     }
 
