@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -73,6 +74,10 @@ async def _forecast(client, ws, **params):
     canonical = RenewalForecast.model_validate_json(response.content)
     assert response.content == canonical.model_dump_json(by_alias=True).encode()
     body = response.json()
+    for sums in (*body["rows"], body["totals"]):
+        amounts = [sums["arr"], sums["weighted_arr"], *sums["arr_by_category"].values()]
+        # Plain decimals with their places (100.00), never an exponent (1E+2).
+        assert all(re.fullmatch(r"-?\d+\.\d+", amount) for amount in amounts), sums
     # Rows in the documented order: by each group value as text, nulls last.
     keys = [
         [(value is None, "" if value is None else str(value)) for value in row["group"].values()]

@@ -365,13 +365,14 @@ _NO_CENTS = Decimal("0.00")
 def _cents(value: Any) -> Decimal:
     """An integer number of cents (SQL sums come back as int or integral Decimal) in units.
 
-    Decimal(value) keeps an integral Decimal's exponent (0), as int() would, for less."""
-    return Decimal(value).scaleb(-2) if value else _NO_CENTS
+    Through int(): asyncpg may hand 30000 back as Decimal('3E+4'), which would print as 3E+2."""
+    return Decimal(int(value)).scaleb(-2) if value else _NO_CENTS
 
 
 def _convert(amount: Decimal, rate: Decimal) -> Decimal:
     # x 1 changes nothing, not even the exponent: skip it for the reporting currency's rows.
-    return amount if rate == 1 else amount * rate
+    # Nor zero, which would keep the rate's places too and print as 0E-8.
+    return amount if rate == 1 or not amount else amount * rate
 
 
 def _check_rates(settings: ForecastSettings, currencies: Sequence[str]) -> None:
@@ -556,12 +557,12 @@ def _renewal_sums(values: Sequence[Any], rate: Decimal, expansion: bool) -> dict
     return {
         "count": int(count),
         "arr": _convert(_cents(arr), rate),
-        "weighted_arr": _convert(Decimal(weighted).scaleb(-4), rate),
+        "weighted_arr": _convert(Decimal(int(weighted)).scaleb(-4), rate),
         "arr_by_category": {
             category: _convert(_cents(amount), rate)
             for category, amount in zip(ALL_CATEGORIES, by_category, strict=True)
         },
-        "expected_churn": _convert(Decimal(churn).scaleb(-4), rate),
+        "expected_churn": _convert(Decimal(int(churn)).scaleb(-4), rate),
         "expansion_count": 0 if expansion else None,
         "expansion_pipeline": Decimal("0.0000") if expansion else None,
         "expected_renewed_arr": None,
