@@ -116,7 +116,7 @@ async def _context(
     if workspace is None:
         raise NotFound(f"workspace {workspace_id} not found")
     await _plan_for_these_values(session)
-    playbook = await playbooks_service.current_playbook(session, workspace_id=workspace_id)
+    playbook = await playbooks_service.playbook_of(session, workspace)
     as_of = local_today(utcnow(), workspace.timezone)
     starts_on = starts_on or as_of
     ends_on = ends_on or starts_on + timedelta(days=365)
@@ -813,14 +813,16 @@ async def renewal_accounts(
     settings = ctx.settings
     renewals = _renewals(ctx)
     r = renewals.c
-    currencies = await _currencies(session, ctx)
-    _check_rates(settings, currencies)
+    known = [settings.reporting_currency, *settings.rates]
     sort_key: Any = {
         "renewal_date": r.renewal_date,
         "probability": r.probability,
-        "arr": _arr_sort_key(settings, renewals, currencies),
+        "arr": _arr_sort_key(settings, renewals, known),
     }[sort]
-    statement = select(renewals, sort_key.label("sort_key"))
+    # Renewals (from this page on) in a currency without a rate, counted with the page instead
+    # of by a query of its own: the names for the 422 are looked up only when there are some.
+    unknown = func.sum(case((r.currency.in_(known), 0), else_=1)).over()
+    statement = select(renewals, sort_key.label("sort_key"), unknown.label("unknown_currencies"))
     if cursor:
         value, after = _decode_cursor(cursor, sort)
         beyond = sort_key < value if descending else sort_key > value
@@ -828,13 +830,17 @@ async def renewal_accounts(
         statement = statement.where(or_(beyond, and_(sort_key == value, tie)))
     order = (sort_key.desc(), r.contract_id.desc()) if descending else (sort_key, r.contract_id)
     rows = (await session.execute(statement.order_by(*order).limit(limit + 1))).all()
+    if rows and rows[0].unknown_currencies:
+        _check_rates(settings, await _currencies(session, ctx))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         key = last.sort_key
         next_cursor = _encode_cursor(key if isinstance(key, date) else int(key), last.contract_id)
-    overrides = await _latest_overrides(session, workspace_id, [row.contract_id for row in rows])
+    # Who set an override and why, for the rows that have one (most have none).
+    overridden = [row.contract_id for row in rows if row.override is not None]
+    overrides = await _latest_overrides(session, workspace_id, overridden)
     items = []
     for row in rows:
         rate = settings.rate(row.currency)

@@ -70,6 +70,16 @@ async def current_playbook(session: AsyncSession, *, workspace_id: uuid.UUID) ->
     return await playbook_version(session, workspace_id=workspace_id, version=version)
 
 
+async def playbook_of(session: AsyncSession, workspace: Workspace) -> Playbook:
+    """`current_playbook` for a workspace already loaded: no query when its compiled form
+    is cached."""
+    if workspace.playbook_version is None:
+        return compile_playbook(playbook_document.default_document(), 0)
+    return await playbook_version(
+        session, workspace_id=workspace.id, version=workspace.playbook_version
+    )
+
+
 async def playbook_version(
     session: AsyncSession, *, workspace_id: uuid.UUID, version: int
 ) -> Playbook:
