@@ -17,6 +17,10 @@ with COPY. Then, in the same run, one request or query at a time:
 * ``http drill-down``: ``GET /v1/forecasts/renewals/accounts?owner=<one owner>`` (the first
   page of one owner's renewals with their signals).
 * ``raw drill-down``: one owner's renewals by hand, the same floor for the list.
+* ``sql grouped`` and ``sql drill-down``: the service's own main statement of each request
+  (captured from one in-process call), run alone through asyncpg with the same custom plans:
+  the database's share of the request, so that the report can say how much of the distance to
+  the floor is the signals in SQL and how much is everything around the statement.
 
 Each variant has discarded warm-up requests, then ``--requests`` measured ones; latencies are
 wall time per request (per query for raw). The script prints p50/p95/p99 and the ratios.
@@ -48,6 +52,7 @@ from typing import Any
 import asyncpg
 import httpx
 from local_server import served
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from service.config import Settings
@@ -55,6 +60,7 @@ from service.db import throwaway
 from service.db.engine import create_engine, create_sessionmaker
 from service.db.migrate import upgrade
 from service.db.types import uuid7
+from service.forecasts import service as forecasts_service
 from service.workspaces import service as workspaces_service
 
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -327,7 +333,28 @@ async def seed(url: str, accounts: int) -> tuple[uuid.UUID, str]:
     return workspace_id, key
 
 
-# --- serving -----------------------------------------------------------------------------
+# --- the service's own statements ---------------------------------------------------------
+
+
+async def service_statement(
+    url: str, workspace_id: uuid.UUID, call: Callable[..., Awaitable[Any]], **params: Any
+) -> tuple[str, tuple[Any, ...]]:
+    """The largest SQL statement (the forecast itself) that a service call runs, with its
+    parameters, as the driver receives them: timing it alone separates the database's share
+    of a request from everything around it."""
+    engine = create_engine(Settings(database_url=url))
+    captured: list[tuple[str, tuple[Any, ...]]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        captured.append((statement, tuple(parameters)))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await call(session, workspace_id=workspace_id, **params)
+    finally:
+        await engine.dispose()
+    return max(captured, key=lambda item: len(item[0]))
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -391,6 +418,23 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
         results["http grouped"] = await timed(grouped, args.warmup, args.requests)
         results["http drill-down"] = await timed(drill_down, args.warmup, args.requests * 4)
 
+    grouped_sql = await service_statement(
+        url,
+        workspace_id,
+        forecasts_service.renewal_forecast,
+        starts_on=window[0],
+        ends_on=window[1],
+        group_by=["quarter,owner,category"],
+    )
+    drill_sql = await service_statement(
+        url,
+        workspace_id,
+        forecasts_service.renewal_accounts,
+        starts_on=window[0],
+        ends_on=window[1],
+        owner=owner,
+        limit=50,
+    )
     # Custom plans for the raw queries too (the service asks for them: see _plan_for_these_values).
     connection = await asyncpg.connect(
         throwaway.asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
@@ -408,6 +452,12 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
             args.warmup,
             args.requests * 4,
         )
+        results["sql grouped"] = await timed(
+            lambda: connection.fetch(grouped_sql[0], *grouped_sql[1]), args.warmup, args.requests
+        )
+        results["sql drill-down"] = await timed(
+            lambda: connection.fetch(drill_sql[0], *drill_sql[1]), args.warmup, args.requests * 4
+        )
     finally:
         await connection.close()
     return results
@@ -422,10 +472,16 @@ def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
     http, raw = percentiles(results["http grouped"]), percentiles(results["raw grouped"])
     drill = percentiles(results["http drill-down"])
     print()
+    sql, sql_drill = percentiles(results["sql grouped"]), percentiles(results["sql drill-down"])
     print(
         f"ratio http/raw grouped: p50 x{http[0] / raw[0]:.2f}, p95 x{http[1] / raw[1]:.2f} "
         f"(aim p50 <= 1.5); http grouped p99 {http[2]:.1f} ms (aim <= 150); "
         f"drill-down p99 {drill[2]:.1f} ms (aim <= 10)"
+    )
+    print(
+        f"where it goes (p50): the service's grouped statement alone x{sql[0] / raw[0]:.2f} the "
+        f"raw floor (the signals), the rest of the request x{http[0] / sql[0]:.2f} the statement; "
+        f"drill-down statement {sql_drill[0]:.1f} ms of {drill[0]:.1f} ms"
     )
     if args.json:
         print(json.dumps({name: percentiles(values) for name, values in results.items()}))
