@@ -16,8 +16,10 @@ served by uvicorn on loopback. In the same run and the same way:
 For each: p50 and p95 latency of one request (sequential requests after a warm-up), SQL
 statements per request, counted by a ``before_cursor_execute`` listener on the app's engine
 (the app and uvicorn run in this process; the client shares their event loop, in every
-variant alike), and the p50 of the summed wall time from sending each statement to its
-result (an upper bound of the database's share: other coroutines may hold the loop then).
+variant alike), the p50 of the summed wall time from sending each statement to its result
+(an upper bound of the database's share: other coroutines may hold the loop then), and the
+objects and fields of the JSON answer with the p50 per object and per field: GraphQL
+completes them one at a time, so they bound what a page of this shape can cost.
 Aim (issue 5): at most one statement per nesting level, and the nested GraphQL page's p50 at
 most twice the REST list's.
 
@@ -114,6 +116,7 @@ class Result:
     # loop with the client, so this includes time other coroutines held the loop meanwhile:
     # an upper bound of the database's share, not its execution time.
     sql_seconds: list[float]
+    shape: tuple[int, int] = (0, 0)  # objects and fields of one answer
 
     def percentile_ms(self, percent: int) -> float:
         ordered = sorted(self.latencies)
@@ -123,6 +126,12 @@ class Result:
     @property
     def statements_per_request(self) -> float:
         return statistics.mean(self.statements)
+
+    def per_object_us(self) -> tuple[float, float]:
+        """p50 per object and per field of the answer, in µs."""
+        objects, fields = self.shape
+        p50_us = self.percentile_ms(50) * 1000
+        return p50_us / max(objects, 1), p50_us / max(fields, 1)
 
     @property
     def sql_ms_p50(self) -> float:
@@ -235,7 +244,7 @@ async def measure(
 
     for _ in range(warmup):
         await send()
-    result = Result(name, [], [], [])
+    result = Result(name, [], [], [], shape=json_shape(await send()))
     event.listen(engine.sync_engine, "before_cursor_execute", before)
     event.listen(engine.sync_engine, "after_cursor_execute", after)
     try:
@@ -252,15 +261,31 @@ async def measure(
     return result
 
 
+def json_shape(document: Any) -> tuple[int, int]:
+    """How many objects, and fields in them, a JSON document has."""
+    objects = fields = 0
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            objects += 1
+            fields += len(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return objects, fields
+
+
 def graphql_request(client: httpx.AsyncClient, key: str, query: str) -> Callable[[], Any]:
     headers = {"Authorization": f"Bearer {key}"}
     body = {"query": query, "variables": {"first": PAGE}}
 
-    async def send() -> None:
+    async def send() -> Any:
         response = await client.post("/graphql", json=body, headers=headers)
         payload = response.json()
         assert response.status_code == 200 and "errors" not in payload, payload
         assert len(payload["data"]["accounts"]["nodes"]) == PAGE
+        return payload["data"]
 
     return send
 
@@ -268,10 +293,12 @@ def graphql_request(client: httpx.AsyncClient, key: str, query: str) -> Callable
 def rest_request(client: httpx.AsyncClient, key: str) -> Callable[[], Any]:
     headers = {"Authorization": f"Bearer {key}"}
 
-    async def send() -> None:
+    async def send() -> Any:
         response = await client.get("/v1/accounts", params={"limit": PAGE}, headers=headers)
         assert response.status_code == 200, response.text
-        assert len(response.json()["items"]) == PAGE
+        payload = response.json()
+        assert len(payload["items"]) == PAGE
+        return payload
 
     return send
 
@@ -314,11 +341,16 @@ async def profile(send: Callable[[], Any], requests: int) -> None:
 
 
 def report(results: list[Result]) -> None:
-    print(f"{'variant':<16}{'p50 ms':>9}{'p95 ms':>9}{'SQL wall ms':>12}{'statements/request':>20}")
+    print(
+        f"{'variant':<16}{'p50 ms':>9}{'p95 ms':>9}{'SQL wall ms':>12}{'statements/request':>20}"
+        f"{'objects':>9}{'fields':>8}{'µs/object':>11}{'µs/field':>10}"
+    )
     for result in results:
+        per_object, per_field = result.per_object_us()
         print(
             f"{result.name:<16}{result.percentile_ms(50):>9.2f}{result.percentile_ms(95):>9.2f}"
             f"{result.sql_ms_p50:>12.2f}{result.statements_per_request:>20.1f}"
+            f"{result.shape[0]:>9}{result.shape[1]:>8}{per_object:>11.1f}{per_field:>10.1f}"
         )
     by_name = {result.name: result for result in results}
     nested, rest = by_name["graphql nested"], by_name["rest list"]

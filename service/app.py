@@ -26,6 +26,7 @@ from service.forecasts.routes import router as forecasts_router
 from service.graphql import graphiql
 from service.graphql.schema import graphql_router
 from service.kit import backlog, live
+from service.kit.collector import tune_for_serving
 from service.kit.limits import BodySizeLimit
 from service.kit.observability import RequestContext
 from service.lifecycle.event_routes import router as events_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             dispatcher.start()
         # One client for calls out (CRM lookups): pooled connections, explicit timeouts.
         http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+        tune_for_serving()  # last: everything made at start-up is frozen
         try:
             yield {
                 "engine": active,

@@ -145,6 +145,16 @@ class Context(BaseContext):
                 with contextlib.suppress(ValueError):
                     _notice_reads.reset(token)
 
+    def release(self) -> None:
+        """Let go of the request's loaders, and the rows they hold, once it has answered.
+
+        GraphQL-core's execution context is a reference cycle that holds this context, so
+        without this every row and loader future of a page is left for the cycle collector
+        instead of being freed by reference counting: ~19,800 objects after a 100-account
+        nested page, ~1,600 with it (see service/kit/collector.py for what collections cost).
+        """
+        self._request_reads = _Reads(None)
+
     @property
     def workspace_id(self) -> uuid.UUID:
         """The caller's workspace; every root field checked the caller before getting here."""

@@ -134,6 +134,15 @@ class _Router(GraphQLRouter[Context, None]):
         # GraphiQL from this app's own files, so it works offline (service/graphql/graphiql.py).
         return graphiql.page()
 
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            # The request has its answer (a websocket: it closed). GraphQL-core's execution
+            # context is a reference cycle holding this context: see Context.release.
+            if isinstance(context, Context):
+                context.release()
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # Refuses a missing or bad key with 4403 before any subscription starts.
         await context.accept_connection()
