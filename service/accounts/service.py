@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
+from service.db import tables
 from service.db.types import utcnow, uuid7
 from service.errors import Conflict, InvalidInput, NotFound
 from service.kit.pagination import (
@@ -27,6 +28,10 @@ from service.kit.pagination import (
 from service.lifecycle import service as lifecycle_service
 from service.lifecycle.models import Stage
 from service.lifecycle.transitions import record_initial_stage
+
+# Rows of a new account's owners and ids: nothing reads them back as objects.
+INSERT_OWNERS = insert(tables.account_owners)
+INSERT_EXTERNAL_IDS = insert(tables.account_external_ids)
 
 
 @dataclass
@@ -126,9 +131,7 @@ async def create_account(
     """
     owners = owners or {}
     external_ids = external_ids or {}
-    stages = {
-        s.key: s for s in await lifecycle_service.list_stages(session, workspace_id=workspace_id)
-    }
+    stages = await lifecycle_service.stage_quarterbacks(session, workspace_id=workspace_id)
     stage = stage or next(iter(stages), None)  # the playbook's first stage
     if stage is None or stage not in stages:
         raise InvalidInput(
@@ -161,7 +164,7 @@ async def create_account(
     )
     return AccountView(
         account=account,
-        quarterback=stages[stage].quarterback,
+        quarterback=stages[stage],
         owners={
             dept: {"user_id": o["user_id"], "name": o.get("name")} for dept, o in owners.items()
         },
@@ -197,7 +200,8 @@ async def _write_owners(
         if owner is not None
     ]
     if rows:
-        await session.execute(insert(AccountOwner), rows)
+        connection = await session.connection()
+        await connection.execute(INSERT_OWNERS, rows)
 
 
 async def _write_external_ids(
@@ -227,7 +231,8 @@ async def _write_external_ids(
         if external_id is not None
     ]
     if rows:
-        await session.execute(insert(AccountExternalId), rows)
+        connection = await session.connection()
+        await connection.execute(INSERT_EXTERNAL_IDS, rows)
 
 
 async def _views(

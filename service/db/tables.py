@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Table, inspect
 
-from service.accounts.models import Account, AccountOwner, StageTransition
+from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
 from service.deals.models import Contract, Opportunity
 from service.forecasts.models import ForecastOverride
 from service.lifecycle.models import LifecycleEvent, Stage
@@ -32,6 +32,7 @@ def table_of(model: type) -> Table:
 
 accounts = table_of(Account)
 account_owners = table_of(AccountOwner)
+account_external_ids = table_of(AccountExternalId)
 stage_transitions = table_of(StageTransition)
 opportunities = table_of(Opportunity)
 contracts = table_of(Contract)

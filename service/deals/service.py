@@ -16,11 +16,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from service.accounts.models import Account
-from service.db.types import utcnow
+from service.db import tables
+from service.db.types import utcnow, uuid7
 from service.deals.models import Contract, Opportunity
 from service.errors import Conflict, InvalidInput, NotFound
 from service.kit.dates import local_today
@@ -43,6 +45,18 @@ _OPPORTUNITY_STATUS = {
     "closed_lost": "lost",
     "renewal_won": "won",
     "renewal_lost": "lost",
+}
+# Events whose opportunity is most likely new: they try the INSERT before looking it up.
+_NAMES_NEW_OPPORTUNITY = frozenset({"opportunity_created", "expansion_opportunity_created"})
+# Built once (statement construction costs more than its cached compilation); RETURNING
+# loaded as the entity brings the row back as a session object in the same round trip.
+_INSERT_NEW_OPPORTUNITY = {
+    module.dialect.name: select(Opportunity).from_statement(
+        module.insert(tables.opportunities)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "source", "external_id"])
+        .returning(*tables.opportunities.c)
+    )
+    for module in (postgresql, sqlite)
 }
 # Events that change contracts even when they carry neither opportunity nor contract.
 _CONTRACT_EVENTS = frozenset({"closed_won", "renewal_won", "renewal_lost", "churned"})
@@ -235,6 +249,10 @@ async def _upsert_opportunity(
     event_type: str,
     now: datetime,
 ) -> Opportunity:
+    if event_type in _NAMES_NEW_OPPORTUNITY:
+        created = await _insert_opportunity(session, account, source, facts, event_type, now)
+        if created is not None:
+            return created
     opp = await session.scalar(
         select(Opportunity).where(
             col(Opportunity.workspace_id) == account.workspace_id,
@@ -271,6 +289,44 @@ async def _upsert_opportunity(
         opp.contract_id = renews.id if renews else None
     await session.flush()
     return opp
+
+
+async def _insert_opportunity(
+    session: AsyncSession,
+    account: Account,
+    source: str,
+    facts: _OpportunityFacts,
+    event_type: str,
+    now: datetime,
+) -> Opportunity | None:
+    """The opportunity as `_upsert_opportunity` would create it, in one round trip; None if
+    the CRM named it before (the unique constraint decides, so concurrent events are safe)."""
+    kind = facts.changes.get("kind", _DEFAULT_KIND.get(event_type, "new"))
+    renews = None
+    if kind in ("renewal", "expansion"):
+        renews = await latest_active_contract(
+            session, workspace_id=account.workspace_id, account_id=account.id
+        )
+    row = {
+        "id": uuid7(),
+        "workspace_id": account.workspace_id,
+        "account_id": account.id,
+        "source": source,
+        "external_id": facts.external_id,
+        "name": None,
+        "amount": None,
+        "currency": account.currency,
+        "close_date": None,
+        "kind": kind,
+        "status": "open",
+        "contract_id": renews.id if renews else None,
+        "created_at": now,
+        "updated_at": now,
+        **facts.changes,
+    }
+    dialect = session.get_bind().dialect.name
+    created: Opportunity | None = await session.scalar(_INSERT_NEW_OPPORTUNITY[dialect], row)
+    return created
 
 
 async def _close_won(

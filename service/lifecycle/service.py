@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from service.db import tables
 from service.errors import InvalidInput
 from service.lifecycle.models import Department, Stage
 
@@ -18,6 +19,21 @@ async def list_stages(session: AsyncSession, *, workspace_id: uuid.UUID) -> list
         select(Stage).where(col(Stage.workspace_id) == workspace_id).order_by(col(Stage.position))
     )
     return list(result.scalars())
+
+
+_QUARTERBACKS = (
+    select(tables.stages.c.key, tables.stages.c.quarterback)
+    .where(tables.stages.c.workspace_id == bindparam("workspace"))
+    .order_by(tables.stages.c.position)
+)
+
+
+async def stage_quarterbacks(session: AsyncSession, *, workspace_id: uuid.UUID) -> dict[str, str]:
+    """Each stage's quarterback department, in the lifecycle's order: what creating an account
+    needs, without loading the stages' JSON columns."""
+    connection = await session.connection()  # a Core statement: no ORM entities to load
+    rows = await connection.execute(_QUARTERBACKS, {"workspace": workspace_id})
+    return {key: quarterback for key, quarterback in rows}
 
 
 async def list_departments(session: AsyncSession, *, workspace_id: uuid.UUID) -> list[Department]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from service.accounts.models import Account
+from service.db import tables
 from service.db.types import uuid7
 from service.errors import Conflict, InvalidInput, NotFound
 from service.lifecycle.models import Department, Stage
@@ -60,24 +62,41 @@ def _remember(key: tuple[uuid.UUID, int], playbook: Playbook) -> Playbook:
     return playbook
 
 
+# Every event reads it: built once, run as Core (no ORM compile state for one integer).
+_PLAYBOOK_VERSION = select(tables.workspaces.c.playbook_version).where(
+    tables.workspaces.c.id == bindparam("workspace")
+)
+
+
+@lru_cache(maxsize=1)
+def _default_playbook() -> Playbook:
+    """What a workspace without a published version runs: parsed and compiled once."""
+    return compile_playbook(playbook_document.default_document(), 0)
+
+
 async def current_playbook(session: AsyncSession, *, workspace_id: uuid.UUID) -> Playbook:
     """The playbook in force: one small query when its compiled form is cached."""
-    version = await session.scalar(
-        select(col(Workspace.playbook_version)).where(col(Workspace.id) == workspace_id)
-    )
-    if version is None:
-        return compile_playbook(playbook_document.default_document(), 0)
-    return await playbook_version(session, workspace_id=workspace_id, version=version)
+    connection = await session.connection()
+    version = await connection.scalar(_PLAYBOOK_VERSION, {"workspace": workspace_id})
+    return await playbook_in_force(session, workspace_id=workspace_id, version=version)
 
 
 async def playbook_of(session: AsyncSession, workspace: Workspace) -> Playbook:
     """`current_playbook` for a workspace already loaded: no query when its compiled form
     is cached."""
-    if workspace.playbook_version is None:
-        return compile_playbook(playbook_document.default_document(), 0)
-    return await playbook_version(
+    return await playbook_in_force(
         session, workspace_id=workspace.id, version=workspace.playbook_version
     )
+
+
+async def playbook_in_force(
+    session: AsyncSession, *, workspace_id: uuid.UUID, version: int | None
+) -> Playbook:
+    """`current_playbook` for a caller that read the workspace's `playbook_version` itself
+    (None: nothing published yet)."""
+    if version is None:
+        return _default_playbook()
+    return await playbook_version(session, workspace_id=workspace_id, version=version)
 
 
 async def playbook_version(

@@ -192,6 +192,7 @@ async def _apply(session: AsyncSession, source: WebhookSource, item: Mapped) -> 
                     event=event,
                     actor=actor,
                     keep_on_fault=False,  # this savepoint and the handler below do it
+                    note=item.note,
                 )
         except Exception as exc:
             # Acknowledged all the same (CRMs retry anything else, forever): keep it as
@@ -208,9 +209,6 @@ async def _apply(session: AsyncSession, source: WebhookSource, item: Mapped) -> 
                 reason=_failure_reason(exc),
                 payload=item.event,
             )
-        if item.note and not result.duplicate and result.event.reason is None:
-            result.event.reason = item.note
-            await session.flush()
     else:
         result = await events_service.record_unapplied(
             session,
