@@ -22,8 +22,10 @@ with COPY. Then, in the same run, one request or query at a time:
   the database's share of the request, so that the report can say how much of the distance to
   the floor is the signals in SQL and how much is everything around the statement.
 
-Each variant has discarded warm-up requests, then ``--requests`` measured ones; latencies are
-wall time per request (per query for raw). The script prints p50/p95/p99 and the ratios.
+Each variant has discarded warm-up requests, then ``--requests`` measured ones, the variants
+of a kind (grouped; drill-down) taking turns so that a drift in the machine's speed affects
+them alike; latencies are wall time per request (per query for raw and sql). The script
+prints p50/p95/p99 and the ratios.
 
 Run from the project root::
 
@@ -360,14 +362,21 @@ async def service_statement(
 # --- measuring ---------------------------------------------------------------------------
 
 
-async def timed(call: Callable[[], Awaitable[Any]], warmup: int, requests: int) -> list[float]:
-    for _ in range(warmup):
-        await call()
-    latencies = []
+async def interleaved(
+    calls: dict[str, Callable[[], Awaitable[Any]]], warmup: int, requests: int
+) -> dict[str, list[float]]:
+    """Latencies (ms) of several variants taking turns, one call each per round, after
+    `warmup` discarded calls of each: this machine's speed drifts by tens of percent over
+    minutes, and a ratio of variants measured minutes apart would measure the drift."""
+    for call in calls.values():
+        for _ in range(warmup):
+            await call()
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(requests):
-        began = time.perf_counter()
-        await call()
-        latencies.append((time.perf_counter() - began) * 1000)
+        for name, call in calls.items():
+            began = time.perf_counter()
+            await call()
+            latencies[name].append((time.perf_counter() - began) * 1000)
     return latencies
 
 
@@ -415,51 +424,54 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
             f"{len(first.content) / 1024:.0f} KiB of JSON",
             flush=True,
         )
-        results["http grouped"] = await timed(grouped, args.warmup, args.requests)
-        results["http drill-down"] = await timed(drill_down, args.warmup, args.requests * 4)
 
-    grouped_sql = await service_statement(
-        url,
-        workspace_id,
-        forecasts_service.renewal_forecast,
-        starts_on=window[0],
-        ends_on=window[1],
-        group_by=["quarter,owner,category"],
-    )
-    drill_sql = await service_statement(
-        url,
-        workspace_id,
-        forecasts_service.renewal_accounts,
-        starts_on=window[0],
-        ends_on=window[1],
-        owner=owner,
-        limit=50,
-    )
-    # Custom plans for the raw queries too (the service asks for them: see _plan_for_these_values).
-    connection = await asyncpg.connect(
-        throwaway.asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
-    )
-    try:
-        raw_rows = await connection.fetch(RAW_GROUPED, workspace_id, *window)
-        print(f"raw grouped: {len(raw_rows)} rows", flush=True)
-        results["raw grouped"] = await timed(
-            lambda: connection.fetch(RAW_GROUPED, workspace_id, *window),
-            args.warmup,
-            args.requests,
+        grouped_sql = await service_statement(
+            url,
+            workspace_id,
+            forecasts_service.renewal_forecast,
+            starts_on=window[0],
+            ends_on=window[1],
+            group_by=["quarter,owner,category"],
         )
-        results["raw drill-down"] = await timed(
-            lambda: connection.fetch(RAW_DRILL_DOWN, workspace_id, owner, *window),
-            args.warmup,
-            args.requests * 4,
+        drill_sql = await service_statement(
+            url,
+            workspace_id,
+            forecasts_service.renewal_accounts,
+            starts_on=window[0],
+            ends_on=window[1],
+            owner=owner,
+            limit=50,
         )
-        results["sql grouped"] = await timed(
-            lambda: connection.fetch(grouped_sql[0], *grouped_sql[1]), args.warmup, args.requests
+        # Custom plans for the raw queries too (the service asks for them: see
+        # _plan_for_these_values).
+        connection = await asyncpg.connect(
+            throwaway.asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
         )
-        results["sql drill-down"] = await timed(
-            lambda: connection.fetch(drill_sql[0], *drill_sql[1]), args.warmup, args.requests * 4
-        )
-    finally:
-        await connection.close()
+        try:
+            raw_rows = await connection.fetch(RAW_GROUPED, workspace_id, *window)
+            print(f"raw grouped: {len(raw_rows)} rows", flush=True)
+            results |= await interleaved(
+                {
+                    "http grouped": grouped,
+                    "sql grouped": lambda: connection.fetch(grouped_sql[0], *grouped_sql[1]),
+                    "raw grouped": lambda: connection.fetch(RAW_GROUPED, workspace_id, *window),
+                },
+                args.warmup,
+                args.requests,
+            )
+            results |= await interleaved(
+                {
+                    "http drill-down": drill_down,
+                    "sql drill-down": lambda: connection.fetch(drill_sql[0], *drill_sql[1]),
+                    "raw drill-down": lambda: connection.fetch(
+                        RAW_DRILL_DOWN, workspace_id, owner, *window
+                    ),
+                },
+                args.warmup,
+                args.requests * 4,
+            )
+        finally:
+            await connection.close()
     return results
 
 
