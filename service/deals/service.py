@@ -16,7 +16,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -48,16 +47,10 @@ _OPPORTUNITY_STATUS = {
 }
 # Events whose opportunity is most likely new: they try the INSERT before looking it up.
 _NAMES_NEW_OPPORTUNITY = frozenset({"opportunity_created", "expansion_opportunity_created"})
-# Built once (statement construction costs more than its cached compilation); RETURNING
-# loaded as the entity brings the row back as a session object in the same round trip.
-_INSERT_NEW_OPPORTUNITY = {
-    module.dialect.name: select(Opportunity).from_statement(
-        module.insert(tables.opportunities)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "source", "external_id"])
-        .returning(*tables.opportunities.c)
-    )
-    for module in (postgresql, sqlite)
-}
+# Built once: statement construction costs more than its cached compilation.
+_INSERT_NEW_OPPORTUNITY = tables.insert_unless_present(
+    Opportunity, ["workspace_id", "source", "external_id"]
+)
 # Events that change contracts even when they carry neither opportunity nor contract.
 _CONTRACT_EVENTS = frozenset({"closed_won", "renewal_won", "renewal_lost", "churned"})
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

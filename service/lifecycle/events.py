@@ -17,7 +17,6 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import and_, bindparam, exists, join, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -61,17 +60,10 @@ class _Found:
 
 
 # Built once: every delivery runs these, and building a statement costs more than its
-# cached compilation. INSERT … RETURNING loaded as the entity brings the new row back as a
-# session object in the same round trip, instead of a second SELECT; a Core INSERT under
-# `from_statement` costs less CPU than the ORM's bulk INSERT path for one row.
-_INSERT_IGNORING_DUPLICATES = {
-    module.dialect.name: select(LifecycleEvent).from_statement(
-        module.insert(tables.lifecycle_events)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "source", "external_id"])
-        .returning(*tables.lifecycle_events.c)
-    )
-    for module in (postgresql, sqlite)
-}
+# cached compilation.
+_INSERT_IGNORING_DUPLICATES = tables.insert_unless_present(
+    LifecycleEvent, ["workspace_id", "source", "external_id"]
+)
 _COUNT_DUPLICATE = (
     update(LifecycleEvent)
     .where(
