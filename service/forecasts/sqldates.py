@@ -1,4 +1,5 @@
-"""Date arithmetic that compiles to the same answer on PostgreSQL and SQLite, and a fence.
+"""Date arithmetic that compiles to the same answer on PostgreSQL and SQLite, and ways to
+steer PostgreSQL's planner (a fence, an unindexed column).
 
 The forecast reads plan health in SQL, which needs day counts and "a date N months later,
 clamped to the month's end" (service.plans.calendar.add_months). PostgreSQL does both
@@ -33,6 +34,31 @@ class add_months(FunctionElement[Any]):
     def __init__(self, day: Any, months: int) -> None:
         # A literal column, not an attribute, so the statement cache keys on the number.
         super().__init__(day, literal_column(str(int(months))))
+
+
+class unindexed(FunctionElement[Any]):
+    """A date or number column's value, which the planner cannot match to an index on it."""
+
+    inherit_cache = True
+    name = "unindexed"
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(unindexed)
+def _unindexed_default(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"({column} + 0)"  # date + 0 days, or n + 0: the same value
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's unary + returns its operand as it is, text dates included; it is that
+    # database's own way of keeping a column away from its indexes.
+    (column,) = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"+{column}"
 
 
 @compiles(days_between)
