@@ -37,6 +37,7 @@ from service.plans.routes import router as plans_router
 from service.playbooks.routes import router as playbook_router
 from service.tasks.routes import router as tasks_router
 from service.timers.scheduler import Scheduler
+from service.webhooks.admission import WebhookAdmission
 from service.webhooks.routes import ingest_router as webhooks_router
 from service.webhooks.routes import router as webhook_sources_router
 from service.workspaces.routes import router as workspaces_router
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    # Outside the body limit and the app, inside the request id and metrics.
+    app.add_middleware(WebhookAdmission, max_in_flight=settings.webhook_max_in_flight)
     app.add_middleware(RequestContext)
     for router in (
         workspaces_router,

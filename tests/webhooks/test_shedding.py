@@ -6,6 +6,7 @@ import time
 
 import httpx
 from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from service.app import create_app
@@ -19,6 +20,11 @@ def _signed(source, n, secret=None):
         "account": {"external_id": f"shed-{n}", "name": f"Shed {n}"},
     })  # fmt: skip
     return body, sign(secret or source["secret"], f"msg_shed_{n}", int(time.time()), body)
+
+
+def _shed_requests() -> float:
+    labels = {"route": "/webhooks/{source_id}", "method": "POST", "status": "503"}
+    return REGISTRY.get_sample_value("qb_http_requests_total", labels) or 0.0
 
 
 async def test_overload_gets_503_with_retry_after_and_nothing_is_lost(db, workspace, make_source):
@@ -35,12 +41,16 @@ async def test_overload_gets_503_with_retry_after_and_nothing_is_lost(db, worksp
                 body, headers = _signed(source, n)
                 return await client.post(f"/webhooks/{source['id']}", content=body, headers=headers)
 
+            counted_before = _shed_requests()
             responses = await asyncio.gather(*(deliver(n) for n in range(20)))
             shed = [r for r in responses if r.status_code == 503]
             accepted = [r for r in responses if r.status_code == 200]
             assert shed and accepted and len(shed) + len(accepted) == 20
             assert all(r.headers["retry-after"] == "2" for r in shed)
             assert all(r.json()["code"] == "overloaded" for r in shed)
+            # Refused in front of the app, yet with a request id and under the route's label.
+            assert all(r.headers["x-request-id"] for r in shed)
+            assert _shed_requests() - counted_before == len(shed)
             events = (await client.get("/v1/events?limit=200", headers=workspace.headers)).json()[
                 "items"
             ]
