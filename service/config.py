@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     )
 
     webhook_max_in_flight: int = Field(
-        # Measured on 2 cores (bench/ingest.py): ~60 events/s per process, so 16 in flight
-        # is ~0.3 s of queue; more only adds latency that a sender's timeout turns into retries.
+        # Measured on 2 cores (bench/ingest.py): ~110 events/s per process, so 16 in flight
+        # is ~0.15 s of queue; more only adds latency that a sender's timeout turns into
+        # retries. Refusals are answered in front of the app (service/webhooks/admission.py).
         default=16,
         ge=1,
         le=10_000,
