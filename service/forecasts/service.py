@@ -27,6 +27,7 @@ from sqlalchemy import (
     Numeric,
     String,
     and_,
+    bindparam,
     case,
     cast,
     extract,
@@ -38,10 +39,11 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.sql.selectable import Select, Subquery
 from sqlmodel import col
 
 from service.accounts.models import Account, AccountOwner
+from service.db import tables
 from service.db.types import utcnow
 from service.deals.models import Contract, Opportunity
 from service.errors import InvalidInput, NotFound
@@ -141,7 +143,7 @@ async def _context(
 # --- the per-renewal statement -------------------------------------------------------------
 
 
-def _latest_per_contract(model: Any, value: Any, ws: uuid.UUID, *where: Any) -> Subquery:
+def _latest_per_contract(model: Any, value: Any, ws: Any, *where: Any) -> Subquery:
     """The newest row's `value` per contract (ids are time-ordered), as a joinable table."""
     rank = (
         func.row_number()
@@ -160,23 +162,46 @@ def _latest_per_contract(model: Any, value: Any, ws: uuid.UUID, *where: Any) -> 
     )
 
 
+# What a forecast statement is run with, as bound parameters: the statements are built once
+# per shape (the playbook's forecast settings; a drill-down into one owner or not) and shared
+# by every workspace, window and owner. Building one, and SQLAlchemy's walk over a statement
+# it has not seen, cost more Python than a drill-down costs PostgreSQL.
+_WORKSPACE = bindparam("forecast_workspace", type_=tables.contracts.c.workspace_id.type)
+_STARTS_ON = bindparam("forecast_starts_on", type_=tables.contracts.c.ends_on.type)
+_ENDS_ON = bindparam("forecast_ends_on", type_=tables.contracts.c.ends_on.type)
+_AS_OF = bindparam("forecast_as_of", type_=tables.contracts.c.ends_on.type)
+_SOON_UNTIL = bindparam("forecast_soon_until", type_=tables.contracts.c.ends_on.type)
+_STUCK_BEFORE = bindparam("forecast_stuck_before", type_=tables.accounts.c.stage_entered_at.type)
+_OWNER = bindparam("forecast_owner", type_=tables.account_owners.c.user_id.type)
+_RENEWAL_OWNER = bindparam("forecast_renewal_owner", type_=tables.account_owners.c.department.type)
+
+
+def _values(ctx: _Context) -> dict[str, Any]:
+    """The bound values of `_renewals(ctx)`, for every statement built on it."""
+    as_of, settings = ctx.window.as_of, ctx.settings
+    stuck_since = as_of - timedelta(days=settings.stuck_after_days)
+    return {
+        _WORKSPACE.key: ctx.workspace_id,
+        _STARTS_ON.key: ctx.window.starts_on,
+        _ENDS_ON.key: ctx.window.ends_on,
+        _AS_OF.key: as_of,
+        _SOON_UNTIL.key: as_of + timedelta(days=settings.renewal_soon_days),
+        _STUCK_BEFORE.key: datetime.combine(stuck_since, time.min, UTC),
+        _OWNER.key: ctx.owner,
+        _RENEWAL_OWNER.key: ctx.renewal_owner,
+    }
+
+
 _BUILT: OrderedDict[tuple[Any, ...], Subquery] = OrderedDict()
 _BUILT_MAX = 64
 
 
 def _renewals(ctx: _Context) -> Subquery:
-    """`_build_renewals`, remembered for the same workspace, window, owner and settings.
+    """`_build_renewals`, remembered for its shape; run it with `_values(ctx)`.
 
-    Building the statement costs more Python than a drill-down costs PostgreSQL; a built
-    statement is immutable, so requests with the same inputs share one."""
-    key = (
-        ctx.workspace_id,
-        ctx.window,
-        ctx.fiscal_year_start_month,
-        ctx.renewal_owner,
-        ctx.owner,
-        repr(ctx.settings),
-    )
+    A built statement is immutable, so requests of the same shape share one (and PostgreSQL
+    its prepared form)."""
+    key = (ctx.owner is None, repr(ctx.settings))
     built = _BUILT.get(key)
     if built is None:
         built = _BUILT[key] = _build_renewals(ctx)
@@ -192,7 +217,7 @@ def _build_renewals(ctx: _Context) -> Subquery:
 
     Per-account facts (tasks, plans, opportunities, overrides) are aggregated once and joined,
     rather than looked up per contract, so the whole statement stays a few hash joins."""
-    ws, window, settings = ctx.workspace_id, ctx.window, ctx.settings
+    ws, settings = _WORKSPACE, ctx.settings
     weights = settings.weights
     ends_on = col(Contract.ends_on)
     # One owner's renewals are found through the owner's accounts. Planned without the
@@ -202,16 +227,16 @@ def _build_renewals(ctx: _Context) -> Subquery:
     renews_on = unindexed(ends_on) if ctx.owner is not None else ends_on
     in_window = [
         col(Contract.workspace_id) == ws,
-        renews_on >= window.starts_on,
-        renews_on <= window.ends_on,
+        renews_on >= _STARTS_ON,
+        renews_on <= _ENDS_ON,
     ]
     owner_join = and_(
         col(AccountOwner.workspace_id) == ws,
         col(AccountOwner.account_id) == col(Contract.account_id),
-        col(AccountOwner.department) == ctx.renewal_owner,
+        col(AccountOwner.department) == _RENEWAL_OWNER,
     )
     if ctx.owner is not None:
-        in_window.append(col(AccountOwner.user_id) == ctx.owner)
+        in_window.append(col(AccountOwner.user_id) == _OWNER)
 
     def of_accounts(column: Any) -> list[Any]:
         """Which accounts' facts to aggregate. Drilled down to one owner: that owner's
@@ -221,15 +246,15 @@ def _build_renewals(ctx: _Context) -> Subquery:
             return []
         owned = select(col(AccountOwner.account_id)).where(
             col(AccountOwner.workspace_id) == ws,
-            col(AccountOwner.department) == ctx.renewal_owner,
-            col(AccountOwner.user_id) == ctx.owner,
+            col(AccountOwner.department) == _RENEWAL_OWNER,
+            col(AccountOwner.user_id) == _OWNER,
         )
         return [column.in_(owned)]
 
     task_facts = (
         select(
             col(Task.account_id).label("account_id"),
-            func.sum(case((col(Task.due_on) < window.as_of, 1), else_=0)).label("overdue"),
+            func.sum(case((col(Task.due_on) < _AS_OF, 1), else_=0)).label("overdue"),
             func.sum(case((col(Task.kind) == ESCALATION, 1), else_=0)).label("escalations"),
         )
         .where(
@@ -240,7 +265,7 @@ def _build_renewals(ctx: _Context) -> Subquery:
         .group_by(col(Task.account_id))
         .subquery("task_facts")
     )
-    plans = plan_facts(ws, window.as_of, *of_accounts(col(SuccessPlan.account_id)))
+    plans = plan_facts(ws, _AS_OF, *of_accounts(col(SuccessPlan.account_id)))
     opportunity = _latest_per_contract(
         Opportunity,
         col(Opportunity.status),
@@ -254,10 +279,6 @@ def _build_renewals(ctx: _Context) -> Subquery:
         ws,
         *of_accounts(col(ForecastOverride.account_id)),
     )
-    stuck_before = datetime.combine(
-        window.as_of - timedelta(days=settings.stuck_after_days), time.min, UTC
-    )
-    soon_until = window.as_of + timedelta(days=settings.renewal_soon_days)
     facts = (
         select(
             col(Contract.id).label("contract_id"),
@@ -275,11 +296,11 @@ def _build_renewals(ctx: _Context) -> Subquery:
             func.coalesce(plans.c.outcomes_achieved, 0).label("outcomes_achieved"),
             func.coalesce(plans.c.outcomes_missed, 0).label("outcomes_missed"),
             plans.c.plan_health.label("plan_health"),
-            case((col(Account.stage_entered_at) < stuck_before, 1), else_=0).label("stuck"),
+            case((col(Account.stage_entered_at) < _STUCK_BEFORE, 1), else_=0).label("stuck"),
             func.coalesce(task_facts.c.overdue, 0).label("overdue_tasks"),
             func.coalesce(task_facts.c.escalations, 0).label("escalations"),
-            case((ends_on < window.as_of, 1), else_=0).label("renewal_passed"),
-            case((and_(ends_on >= window.as_of, ends_on <= soon_until), 1), else_=0).label(
+            case((ends_on < _AS_OF, 1), else_=0).label("renewal_passed"),
+            case((and_(ends_on >= _AS_OF, ends_on <= _SOON_UNTIL), 1), else_=0).label(
                 "renewal_soon"
             ),
             opportunity.c.value.label("renewal_opportunity"),
@@ -658,7 +679,7 @@ async def renewal_forecast(
     connection = await session.connection()
     ordered_by = _in_row_order(connection.dialect.name, [*group_columns, r.currency])
     # A Core result: the ORM's row loading costs more than these plain tuples need.
-    rows = (await connection.execute(statement.order_by(*ordered_by))).tuples().all()
+    rows = (await connection.execute(statement.order_by(*ordered_by), _values(ctx))).tuples().all()
     expansion_rows: list[Any] = []
     if "expansion" in views:
         expansion_rows = list(await _expansion_rows(session, ctx, dimensions))
@@ -803,6 +824,47 @@ async def _latest_overrides(
     return {row.contract_id: row for row in rows}  # the last one per contract wins
 
 
+_PAGE_SIZE = bindparam("page_size", type_=Integer())
+_AFTER_CONTRACT = bindparam("after_contract", type_=tables.contracts.c.id.type)
+_AFTER_VALUE = "after_value"  # typed as the sort key, per statement
+_PAGES: OrderedDict[tuple[Any, ...], Select[Any]] = OrderedDict()
+
+
+def _page_statement(
+    ctx: _Context, sort: str, descending: bool, *, after_cursor: bool
+) -> Select[Any]:
+    """A page of `_renewals(ctx)` in the sort's order, remembered for its shape like the
+    renewals themselves; run it with `_values(ctx)`, the page size and the cursor's values."""
+    settings = ctx.settings
+    key = (ctx.owner is None, repr(settings), sort, descending, after_cursor)
+    built = _PAGES.get(key)
+    if built is not None:
+        _PAGES.move_to_end(key)
+        return built
+    renewals = _renewals(ctx)
+    r = renewals.c
+    known = [settings.reporting_currency, *settings.rates]
+    sort_key: Any = {
+        "renewal_date": r.renewal_date,
+        "probability": r.probability,
+        "arr": _arr_sort_key(settings, renewals, known),
+    }[sort]
+    # Renewals (from this page on) in a currency without a rate, counted with the page instead
+    # of by a query of its own: the names for the 422 are looked up only when there are some.
+    unknown = func.sum(case((r.currency.in_(known), 0), else_=1)).over()
+    statement = select(renewals, sort_key.label("sort_key"), unknown.label("unknown_currencies"))
+    if after_cursor:
+        value = bindparam(_AFTER_VALUE, type_=sort_key.type)
+        beyond = sort_key < value if descending else sort_key > value
+        tie = r.contract_id < _AFTER_CONTRACT if descending else r.contract_id > _AFTER_CONTRACT
+        statement = statement.where(or_(beyond, and_(sort_key == value, tie)))
+    order = (sort_key.desc(), r.contract_id.desc()) if descending else (sort_key, r.contract_id)
+    built = _PAGES[key] = statement.order_by(*order).limit(_PAGE_SIZE)
+    if len(_PAGES) > _BUILT_MAX:
+        _PAGES.popitem(last=False)
+    return built
+
+
 async def renewal_accounts(
     session: AsyncSession,
     *,
@@ -820,25 +882,12 @@ async def renewal_accounts(
         raise _invalid("sort", f"one of {', '.join(SORTS)}")
     ctx = await _context(session, workspace_id, starts_on, ends_on, owner)
     settings = ctx.settings
-    renewals = _renewals(ctx)
-    r = renewals.c
-    known = [settings.reporting_currency, *settings.rates]
-    sort_key: Any = {
-        "renewal_date": r.renewal_date,
-        "probability": r.probability,
-        "arr": _arr_sort_key(settings, renewals, known),
-    }[sort]
-    # Renewals (from this page on) in a currency without a rate, counted with the page instead
-    # of by a query of its own: the names for the 422 are looked up only when there are some.
-    unknown = func.sum(case((r.currency.in_(known), 0), else_=1)).over()
-    statement = select(renewals, sort_key.label("sort_key"), unknown.label("unknown_currencies"))
+    values = _values(ctx) | {_PAGE_SIZE.key: limit + 1}
     if cursor:
         value, after = _decode_cursor(cursor, sort)
-        beyond = sort_key < value if descending else sort_key > value
-        tie = r.contract_id < after if descending else r.contract_id > after
-        statement = statement.where(or_(beyond, and_(sort_key == value, tie)))
-    order = (sort_key.desc(), r.contract_id.desc()) if descending else (sort_key, r.contract_id)
-    rows = (await session.execute(statement.order_by(*order).limit(limit + 1))).all()
+        values |= {_AFTER_VALUE: value, _AFTER_CONTRACT.key: after}
+    statement = _page_statement(ctx, sort, descending, after_cursor=cursor is not None)
+    rows = (await session.execute(statement, values)).all()
     if rows and rows[0].unknown_currencies:
         _check_rates(settings, await _currencies(session, ctx))
     next_cursor = None

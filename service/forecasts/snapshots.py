@@ -88,7 +88,7 @@ async def take_snapshot(
         literal(workspace_id, Uuid()).label("workspace_id"),
         renewals.contract_id,
         *(renewals[name] for name in FACTS),
-    )
+    ).params(forecast._values(ctx))
     await session.execute(
         insert(ForecastSnapshotRow).from_select(
             ["snapshot_id", "workspace_id", "contract_id", *FACTS], rows
@@ -229,12 +229,14 @@ async def changes(
         new_settings = settings_from(second.settings)
         new = _snapshot_rows(second.id, "new")
         until_as_of = second.as_of
+        bound: dict[str, Any] = {}  # two snapshots: no live forecast to bind
     else:
         ctx = await forecast._context(session, workspace_id, first.starts_on, first.ends_on)
         new_settings = ctx.settings
         live = forecast._renewals(ctx)
         new = select(live.c.contract_id, *(live.c[fact] for fact in FACTS)).subquery("new")
         until_as_of = ctx.window.as_of
+        bound = forecast._values(ctx)
     old = _snapshot_rows(first.id, "old")
     o, n = old.c, new.c
     contract_id = func.coalesce(o.contract_id, n.contract_id)
@@ -259,7 +261,8 @@ async def changes(
     )
     if cursor:
         statement = statement.where(contract_id > decode_cursor(cursor))
-    rows = (await session.execute(statement.order_by(contract_id).limit(limit + 1))).all()
+    page = statement.order_by(contract_id).limit(limit + 1)
+    rows = (await session.execute(page, bound)).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
