@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, case, func, literal, select, type_coerce
+from sqlalchemy import BigInteger, and_, case, func, select, type_coerce
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
@@ -33,12 +33,14 @@ def _clamp(value: Any, high: Any) -> Any:
     return case((value < 0, 0), (value > high, high), else_=value)
 
 
-def plan_facts(workspace_id: Any, as_of: Any, *accounts: ColumnElement[bool]) -> Subquery:
+def plan_facts(
+    workspace_id: ColumnElement[Any], as_of: ColumnElement[Any], *accounts: ColumnElement[bool]
+) -> Subquery:
     """Per account with a plan: outcomes achieved, outcomes missed and the plan's health rank
     (0 on track, 1 at risk, 2 off track) of its latest contract year, as of `as_of`.
 
-    `workspace_id` and `as_of` are values or bound parameters; `accounts` narrow the
-    accounts read (conditions on SuccessPlan.account_id)."""
+    `workspace_id` and `as_of` are SQL expressions (the forecast's bound parameters);
+    `accounts` narrow the accounts read (conditions on SuccessPlan.account_id)."""
     scope = [col(SuccessPlan.workspace_id) == workspace_id, *accounts]
     latest_year = (
         select(
@@ -79,9 +81,7 @@ def plan_facts(workspace_id: Any, as_of: Any, *accounts: ColumnElement[bool]) ->
             type_coerce(outcome.baseline, BigInteger).label("baseline"),
             type_coerce(outcome.target, BigInteger).label("target"),
             latest_value.label("value"),
-            days_between(
-                as_of if isinstance(as_of, ColumnElement) else literal(as_of), starts_on
-            ).label("elapsed"),
+            days_between(as_of, starts_on).label("elapsed"),
             quarter_days(3).label("first_quarter"),
             case(
                 (quarter == 1, quarter_days(3)),

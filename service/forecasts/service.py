@@ -122,7 +122,9 @@ async def _context(
         raise NotFound(f"workspace {workspace_id} not found")
     if owner is None:
         await _plan_for_these_values(session)
-    playbook = await playbooks_service.playbook_of(session, workspace)
+    playbook = await playbooks_service.playbook_in_force(
+        session, workspace_id=workspace_id, version=workspace.playbook_version
+    )
     as_of = local_today(utcnow(), workspace.timezone)
     starts_on = starts_on or as_of
     ends_on = ends_on or starts_on + timedelta(days=365)
@@ -584,21 +586,16 @@ def _renewal_sums(values: Sequence[Any], rate: Decimal, expansion: bool) -> dict
     """A (group, currency) row's sums in the reporting currency; `values` are the row's
     count, ARR, weighted, churn and per-category columns."""
     count, arr, weighted, churn, *by_category = values
-    return {
-        "count": int(count),
-        "arr": _convert(_cents(arr), rate),
-        "weighted_arr": _convert(Decimal(int(weighted)).scaleb(-4), rate),
-        "arr_by_category": {
-            category: _convert(_cents(amount), rate)
-            for category, amount in zip(ALL_CATEGORIES, by_category, strict=True)
-        },
-        "expected_churn": _convert(Decimal(int(churn)).scaleb(-4), rate),
-        "expansion_count": 0 if expansion else None,
-        "expansion_pipeline": Decimal("0.0000") if expansion else None,
-        "expected_renewed_arr": None,
-        "grr": None,
-        "nrr": None,
+    sums = _empty_sums(expansion)  # the response's keys, in its order
+    sums["count"] = int(count)
+    sums["arr"] = _convert(_cents(arr), rate)
+    sums["weighted_arr"] = _convert(Decimal(int(weighted)).scaleb(-4), rate)
+    sums["arr_by_category"] = {
+        category: _convert(_cents(amount), rate)
+        for category, amount in zip(ALL_CATEGORIES, by_category, strict=True)
     }
+    sums["expected_churn"] = _convert(Decimal(int(churn)).scaleb(-4), rate)
+    return sums
 
 
 def _add(target: dict[str, Any], source: dict[str, Any]) -> None:

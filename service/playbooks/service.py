@@ -81,14 +81,6 @@ async def current_playbook(session: AsyncSession, *, workspace_id: uuid.UUID) ->
     return await playbook_in_force(session, workspace_id=workspace_id, version=version)
 
 
-async def playbook_of(session: AsyncSession, workspace: Workspace) -> Playbook:
-    """`current_playbook` for a workspace already loaded: no query when its compiled form
-    is cached."""
-    return await playbook_in_force(
-        session, workspace_id=workspace.id, version=workspace.playbook_version
-    )
-
-
 async def playbook_in_force(
     session: AsyncSession, *, workspace_id: uuid.UUID, version: int | None
 ) -> Playbook:
