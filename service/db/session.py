@@ -24,6 +24,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_restartable_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Like `get_session`, for an endpoint that may roll its transaction back and go on in
+    a new one (webhook ingestion keeps a failed item after undoing it): what is pending when
+    the endpoint returns commits; an error rolls back."""
+    async with request.state.sessionmaker() as session:
+        yield session
+        await session.commit()
+
+
 async def limit_idle_claim(session: AsyncSession, seconds: int = CLAIM_IDLE_LIMIT_SECONDS) -> None:
     """Let PostgreSQL end this transaction, releasing its row locks, if it idles `seconds`.
 

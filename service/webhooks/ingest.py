@@ -12,6 +12,8 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -160,7 +162,11 @@ async def ingest(
     verify(source, delivery, now)
     state = DatabaseStateStore(session, source.workspace_id, source.id)
     mapped = await map_delivery(source, delivery, http=http, state=state, now=now)
-    outcomes = [await _apply(session, source, item) for item in mapped]
+    # A delivery of one item that wrote no record state has nothing to keep when its item
+    # fails, so it can undo to the start of the transaction instead of paying a savepoint's
+    # two round trips (of about seventeen) on every delivery.
+    alone = len(mapped) == 1 and not state.wrote
+    outcomes = [await _apply(session, source, item, alone=alone) for item in mapped]
     DELIVERIES.labels(source.kind, "accepted").inc()
     for outcome in outcomes:
         ITEMS.labels(source.kind, "duplicate" if outcome.duplicate else outcome.outcome).inc()
@@ -177,14 +183,31 @@ def _failure_reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-async def _apply(session: AsyncSession, source: WebhookSource, item: Mapped) -> ItemOutcome:
+@asynccontextmanager
+async def _undo_point(session: AsyncSession, *, alone: bool) -> AsyncIterator[None]:
+    """Where a failed item's writes are undone to: a savepoint, or for a delivery's only item
+    (which nothing before it in the transaction needs kept) the whole transaction."""
+    if not alone:
+        async with session.begin_nested():
+            yield
+        return
+    try:
+        yield
+    except BaseException:
+        await session.rollback()
+        raise
+
+
+async def _apply(
+    session: AsyncSession, source: WebhookSource, item: Mapped, *, alone: bool
+) -> ItemOutcome:
     actor = f"webhook:{source.name}"
     if item.event is not None:
         try:
             # The same contract as a submitted event: an adapter bug is refused here, not
             # half-applied.
             event = EventIn.model_validate(item.event).model_dump(exclude_none=True)
-            async with session.begin_nested():
+            async with _undo_point(session, alone=alone):
                 result = await events_service.apply_event(
                     session,
                     workspace_id=source.workspace_id,

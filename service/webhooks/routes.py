@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db.session import get_restartable_session
 from service.db.types import utcnow
 from service.errors import problem, problem_response
 from service.webhooks import adapters, ingest, sources, trial
@@ -175,7 +177,11 @@ async def try_delivery(
         },
     },
 )
-async def receive(request: Request, session: SessionDep, source_id: str) -> Response:
+async def receive(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_restartable_session, scope="function")],
+    source_id: str,
+) -> Response:
     """Where CRMs deliver. Verified, then recorded and applied in one transaction.
 
     Beyond capacity a delivery never gets here: service.webhooks.admission answers 503."""

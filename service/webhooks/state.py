@@ -22,6 +22,7 @@ class DatabaseStateStore:
         self.session = session
         self.workspace_id = workspace_id
         self.source_id = source_id
+        self.wrote = False  # whether a failed item's rollback would take a state with it
 
     async def get(self, key: str) -> dict[str, Any] | None:
         connection = await self.session.connection()
@@ -56,6 +57,7 @@ class DatabaseStateStore:
             set_={"state": statement.excluded.state, "updated_at": statement.excluded.updated_at},
         )
         await connection.execute(statement)
+        self.wrote = True
 
 
 class DryRunStateStore:

@@ -132,6 +132,47 @@ async def test_an_unexpected_fault_is_acknowledged_and_kept_for_replay(
     assert account["stage"] == "ACQUIRE"
 
 
+async def test_a_fault_in_one_item_of_a_batch_keeps_the_others_applied(
+    client, workspace, make_source, monkeypatch
+):
+    """Items of one delivery fail alone: the faulty one is undone to its savepoint and kept
+    as failed, and the one before it stays applied in the same transaction. (A one-item delivery
+    undoes to the start of its transaction instead; the test above covers that.)"""
+    from service.deals import service as deals_service
+
+    real = deals_service.record_deal_facts
+
+    async def broken_for_wayne(*args, **kwargs):
+        if kwargs["source"] and kwargs["opportunity"]["external_id"] == "opp-wayne":
+            raise RuntimeError("deal store unavailable")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(deals_service, "record_deal_facts", broken_for_wayne)
+    source = await make_source("standard")
+    batch = {
+        "events": [
+            _event(
+                f"e-{name}",
+                "opportunity_created",
+                external_id=f"acct-{name}",
+                account={"name": name.title()},
+                opportunity={"external_id": f"opp-{name}", "name": f"{name} deal"},
+            )
+            for name in ("stark", "wayne")  # the faulty one last: Stark must survive it
+        ]
+    }
+    answered = await _deliver(client, source, batch, msg_id="msg_batch")
+    assert answered.status_code == 200, answered.text
+    outcomes = {
+        event["external_id"].rsplit(":", 1)[1]: event for event in await _events(client, workspace)
+    }
+    assert outcomes["e-wayne"]["outcome"] == "failed"
+    assert "deal store unavailable" in outcomes["e-wayne"]["reason"]
+    assert outcomes["e-stark"]["outcome"] == "applied"
+    accounts = (await client.get("/v1/accounts", headers=workspace.headers)).json()["items"]
+    assert [account["name"] for account in accounts] == ["Stark"]
+
+
 async def test_a_change_delivered_before_the_account_exists_applies_once_it_does(
     client, workspace, make_source
 ):
