@@ -16,7 +16,11 @@ process (this file again, in ``--load`` mode, with httpx.AsyncClient) to three t
 * ``baseline``: bench/raw_ingest_app.py, bare Starlette on raw asyncpg (pool 4), which
   verifies the Standard Webhooks signature by hand and runs three inserts in one
   transaction. It gets the very bodies and headers ``qb-standard`` gets. It is the
-  ceiling: ``ratio`` is Quarterback over it, measured in the same run.
+  ceiling: ``ratio`` is Quarterback over it, measured in the same run;
+* ``baseline-deep``: the same bare server and deliveries, with as many round trips as
+  Quarterback's event path takes for such an event (BEGIN, 13 statements, COMMIT): what the
+  round trips alone cost, and so how far running the hot path on the driver's own connection
+  could go without also cutting statements.
 
 Variants, each bounded in time (``--seconds``) and count (``--cap``):
 
@@ -103,7 +107,7 @@ BENCH_DIR = THIS_FILE.parent
 HUBSPOT_SECRET = "bench-hubspot-client-secret-0123456789"  # an app's client secret
 PORTAL_ID = 62515
 APP_ID = 1160452
-TARGETS = ("qb-standard", "qb-hubspot", "baseline")
+TARGETS = ("qb-standard", "qb-hubspot", "baseline", "baseline-deep")
 STATUS_COLUMNS = ("2xx", "4xx", "429", "503", "5xx", "err")
 
 
@@ -617,7 +621,7 @@ async def ledger(url: str, seeded: Seeded, results: list[Result]) -> list[Ledger
     try:
         for result in results:
             variant = result.variant
-            if variant.target == "baseline":
+            if variant.target.startswith("baseline"):
                 stored, rows = await connection.fetchrow(
                     "SELECT count(DISTINCT event_id), count(*) FROM bench_raw_events "
                     "WHERE event_id LIKE $1",
@@ -699,7 +703,7 @@ def report_ratios(results: list[Result], concurrencies: Sequence[int]) -> None:
         if baseline is None:
             continue
         cells = []
-        for name in ("qb-standard", "qb-hubspot"):
+        for name in ("qb-standard", "qb-hubspot", "baseline-deep"):
             ours = _find(results, name, mode, concurrency)
             if ours is None:
                 continue
@@ -715,6 +719,20 @@ def report_ratios(results: list[Result], concurrencies: Sequence[int]) -> None:
         unit = "refused/s" if mode == "bad-sig" else "accepted/s"
         rate = baseline.answered_rate if mode == "bad-sig" else baseline.accepted_rate
         print(f"  {mode} c{concurrency:<3} baseline {rate:7.1f} {unit:<10}  " + "   ".join(cells))
+    print("\nQuarterback / baseline-deep, same run (the same round trips on raw asyncpg):")
+    for concurrency in concurrencies:
+        deep = _find(results, "baseline-deep", "closed", concurrency)
+        if deep is None or not deep.accepted_rate:
+            continue
+        cells = [
+            f"{name} {ours.accepted_rate / deep.accepted_rate:5.2f}"
+            for name in ("qb-standard", "qb-hubspot")
+            if (ours := _find(results, name, "closed", concurrency)) is not None
+        ]
+        print(
+            f"  closed c{concurrency:<3} baseline-deep {deep.accepted_rate:7.1f} accepted/s  "
+            + "   ".join(cells)
+        )
 
 
 def report_aims(results: list[Result], concurrencies: Sequence[int]) -> None:
@@ -829,6 +847,9 @@ async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
             "baseline": Target(
                 "baseline", "standard", f"{raw_base}/ingest", seeded.standard_secret
             ),
+            "baseline-deep": Target(
+                "baseline-deep", "standard", f"{raw_base}/ingest-deep", seeded.standard_secret
+            ),
         }
         plan = {
             "targets": {name: asdict(target) for name, target in targets.items()},
@@ -841,7 +862,12 @@ async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
             "open_base": 8 if 8 in args.concurrency else max(args.concurrency),
             "rates": args.rates,
             "open_connections": args.open_connections,
-            "pids": {"qb-standard": qb_pid, "qb-hubspot": qb_pid, "baseline": raw_pid},
+            "pids": {
+                "qb-standard": qb_pid,
+                "qb-hubspot": qb_pid,
+                "baseline": raw_pid,
+                "baseline-deep": raw_pid,
+            },
         }
         results = await run_load_process(plan, workdir)
         for name, log in (("quarterback serve", qb_log), ("baseline", raw_log)):

@@ -9,6 +9,12 @@ and a handoff task. A repeated ``webhook-id`` answers 200 and inserts nothing mo
 the least an ingest endpoint can do on this machine; nothing else (no framework, no ORM, no
 JSON schema) stands between the socket and the driver.
 
+``POST /ingest-deep`` does the same with Quarterback's round-trip count: after the event
+insert, twelve more statements (lookups, the inserts of transitions and tasks, updates of the
+event row) in the one transaction, as many as the event path runs for an
+``opportunity_created`` of a new account. What separates it from ``/ingest`` is the round
+trips alone; what separates Quarterback from it is everything else.
+
 It creates its three tables (``bench_raw_events``, ``bench_raw_transitions``,
 ``bench_raw_tasks``) in the database it is given if they are missing. bench/ingest.py starts
 it as a subprocess::
@@ -77,6 +83,29 @@ INSERT_TASK = """
 INSERT INTO bench_raw_tasks (event_id, account_id, kind) VALUES ($1, $2, 'handoff:QUALIFY')
 """
 
+# ``POST /ingest-deep``: the same event, in as many round trips as Quarterback's event path
+# takes for it (BEGIN, 13 statements, COMMIT: see the docstring of `create_app`), so the
+# report can tell the cost of the round trips from the cost of everything around them.
+DEEP_STEPS = (
+    ("fetch", "SELECT event_id FROM bench_raw_events WHERE event_id = $1", "event"),
+    ("fetch", "SELECT count(*) FROM bench_raw_tasks WHERE account_id = $1", "account"),
+    ("execute", INSERT_TRANSITION, "both"),
+    ("execute", INSERT_TASK, "both"),
+    ("execute", INSERT_TRANSITION, "both"),
+    ("execute", INSERT_TASK, "both"),
+    (
+        "fetch",
+        "SELECT t.id, e.received_at FROM bench_raw_transitions t "
+        "JOIN bench_raw_events e USING (event_id) WHERE t.account_id = $1",
+        "account",
+    ),
+    ("execute", "UPDATE bench_raw_events SET source = source WHERE event_id = $1", "event"),
+    ("execute", INSERT_TASK, "both"),
+    ("execute", INSERT_TASK, "both"),
+    ("execute", INSERT_TRANSITION, "both"),
+    ("execute", "UPDATE bench_raw_events SET source = source WHERE event_id = $1", "event"),
+)
+
 
 def _key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix("whsec_"))
@@ -118,6 +147,12 @@ def create_app(dsn: str, secret: str) -> Starlette:
             yield
 
     async def ingest(request: Request) -> Response:
+        return await _ingest(request, deep=False)
+
+    async def ingest_deep(request: Request) -> Response:
+        return await _ingest(request, deep=True)
+
+    async def _ingest(request: Request, *, deep: bool) -> Response:
         body = await request.body()
         headers = {name: request.headers.get(name, "") for name in _HEADERS}
         reason = _verified(key, headers, body)
@@ -132,16 +167,26 @@ def create_app(dsn: str, secret: str) -> Starlette:
         assert pool is not None
         async with pool.acquire() as connection, connection.transaction():
             inserted = await connection.fetchval(INSERT_EVENT, event_id, body.decode())
-            if inserted is not None:
+            if inserted is not None and not deep:
                 await connection.execute(INSERT_TRANSITION, event_id, account)
                 await connection.execute(INSERT_TASK, event_id, account)
+            elif inserted is not None:
+                for method, sql, arguments in DEEP_STEPS:
+                    values = {"event": (event_id,), "account": (account,)}.get(
+                        arguments, (event_id, account)
+                    )
+                    await getattr(connection, method)(sql, *values)
         return JSONResponse({"id": event_id, "duplicate": inserted is None})
 
     async def ready(_: Request) -> Response:
         return JSONResponse({"ready": pool is not None}, status_code=200 if pool else 503)
 
     return Starlette(
-        routes=[Route("/ingest", ingest, methods=["POST"]), Route("/readyz", ready)],
+        routes=[
+            Route("/ingest", ingest, methods=["POST"]),
+            Route("/ingest-deep", ingest_deep, methods=["POST"]),
+            Route("/readyz", ready),
+        ],
         lifespan=lifespan,
     )
 
