@@ -432,6 +432,11 @@ async def test_account_list_sorts_and_pages(client, workspace):
         headers=workspace.headers,
     )
     assert bad.status_code == 422
+    # An empty cursor (a client that sends `cursor=` with nothing in it) is the first page.
+    for sort in ("renewal_date", "arr", "probability"):
+        first = await _accounts(client, workspace, limit=2, sort=sort)
+        empty = await _accounts(client, workspace, limit=2, sort=sort, cursor="")
+        assert empty == first
 
 
 async def test_csv_with_header_and_etag(client, workspace, reader):

@@ -883,7 +883,7 @@ async def renewal_accounts(
     if cursor:
         value, after = _decode_cursor(cursor, sort)
         values |= {_AFTER_VALUE: value, _AFTER_CONTRACT.key: after}
-    statement = _page_statement(ctx, sort, descending, after_cursor=cursor is not None)
+    statement = _page_statement(ctx, sort, descending, after_cursor=bool(cursor))
     rows = (await session.execute(statement, values)).all()
     if rows and rows[0].unknown_currencies:
         _check_rates(settings, await _currencies(session, ctx))
