@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     # Outside the body limit and the app, inside the request id and metrics.
-    app.add_middleware(WebhookAdmission, max_in_flight=settings.webhook_max_in_flight)
+    app.add_middleware(WebhookAdmission, max_in_flight=settings.webhook_admission_limit)
     app.add_middleware(RequestContext)
     # The CRM ingestion route first: FastAPI tries routes in order, and matching a path
     # against the hundred routes before it cost more CPU than verifying the signature.

@@ -29,3 +29,15 @@ def test_unsupported_urls_are_refused(url):
         normalize_database_url(url)
     with pytest.raises(ValidationError):
         Settings(database_url=url, _env_file=None)
+
+
+def test_webhook_admission_follows_the_pool_unless_set(monkeypatch):
+    """Unset, a process takes as many deliveries at once as its pool has connections (pool
+    size plus as many overflow); set, the value is the limit."""
+    monkeypatch.delenv("QB_WEBHOOK_MAX_IN_FLIGHT", raising=False)
+    assert Settings(_env_file=None).webhook_admission_limit == 8
+    assert Settings(db_pool_size=6, _env_file=None).webhook_admission_limit == 12
+    monkeypatch.setenv("QB_WEBHOOK_MAX_IN_FLIGHT", "20")
+    assert Settings(db_pool_size=6, _env_file=None).webhook_admission_limit == 20
+    with pytest.raises(ValidationError):
+        Settings(webhook_max_in_flight=0, _env_file=None)
