@@ -218,6 +218,27 @@ async def test_new_stage_model_drives_lifecycle_and_handoffs(client, workspace):
     assert results[-1]["playbook_version"] == 2
 
 
+async def test_an_account_an_event_creates_starts_at_the_playbook_first_stage(client, workspace):
+    """The event path reads the first stage in its own lookup: a playbook that puts a LEAD
+    stage first makes new accounts start there (and stay, as no rule leads out of it)."""
+    doc = copy.deepcopy(DEFAULT)
+    doc["stages"].insert(
+        0, {"key": "LEAD", "name": "Lead", "quarterback": "marketing", "next": ["QUALIFY"]}
+    )
+    assert (await _publish(client, workspace, doc)).status_code == 201, "publish"
+    created = await _send(
+        client, workspace, _event("1", "opportunity_created", account={"name": "Initech"})
+    )
+    assert created["outcome"] == "ignored", created  # ACQUIRE is not next to LEAD
+    account = await _account(client, workspace)
+    assert account["stage"] == "LEAD"
+    history = (
+        await client.get(f"/v1/accounts/{account['id']}/transitions", headers=workspace.headers)
+    ).json()["items"]
+    assert history[0]["to_stage"] == "LEAD"
+    assert history[0]["from_stage"] is None
+
+
 async def test_dropping_a_stage_in_use_is_refused(client, workspace):
     account = await factories.create_account(client, workspace)
     await factories.walk(

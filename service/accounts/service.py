@@ -123,21 +123,27 @@ async def create_account(
     external_ids: dict[str, str] | None = None,
     actor: str | None = None,
     external_ids_checked: bool = False,
+    first_stage: tuple[str, str] | None = None,
 ) -> AccountView:
     """Create an account at `stage` (default: the workspace's first stage).
 
-    `external_ids_checked` skips the query that refuses ids already taken, for a caller that
-    has just looked them up itself (the event path); the unique constraint still holds.
+    `external_ids_checked` skips the query that refuses ids already taken, and `first_stage`
+    (the first stage's key and quarterback) the query of the stages, for a caller that has
+    just read them itself (the event path); the unique constraint still holds.
     """
     owners = owners or {}
     external_ids = external_ids or {}
-    stages = await lifecycle_service.stage_quarterbacks(session, workspace_id=workspace_id)
-    stage = stage or next(iter(stages), None)  # the playbook's first stage
-    if stage is None or stage not in stages:
-        raise InvalidInput(
-            f"unknown stage {stage!r}; one of {', '.join(stages)}",
-            errors=[{"field": "stage", "in": "body", "message": "unknown stage"}],
-        )
+    if stage is None and first_stage is not None:
+        stage, quarterback = first_stage
+    else:
+        stages = await lifecycle_service.stage_quarterbacks(session, workspace_id=workspace_id)
+        stage = stage or next(iter(stages), None)  # the playbook's first stage
+        if stage is None or stage not in stages:
+            raise InvalidInput(
+                f"unknown stage {stage!r}; one of {', '.join(stages)}",
+                errors=[{"field": "stage", "in": "body", "message": "unknown stage"}],
+            )
+        quarterback = stages[stage]
     await _check_departments(session, workspace_id, set(owners))
     if not external_ids_checked:
         await _check_external_ids_free(session, workspace_id, external_ids)
@@ -164,7 +170,7 @@ async def create_account(
     )
     return AccountView(
         account=account,
-        quarterback=stages[stage],
+        quarterback=quarterback,
         owners={
             dept: {"user_id": o["user_id"], "name": o.get("name")} for dept, o in owners.items()
         },

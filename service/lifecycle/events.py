@@ -107,8 +107,30 @@ _WAITING_FOR_ACCOUNT = and_(
     col(LifecycleEvent.payload)["account"]["external_id"].as_string() == bindparam("external"),
 )
 _ONE_ROW = select(literal(1).label("one")).subquery("one_row")
+
+
+def _first_stage_column(column: Any, label: str) -> Any:
+    """A column of the workspace's first stage, where an account it creates starts."""
+    stages = tables.stages
+    return (
+        select(column)
+        .where(stages.c.workspace_id == bindparam("workspace"))
+        .order_by(stages.c.position)
+        .limit(1)
+        .scalar_subquery()
+        .label(label)
+    )
+
+
 _ACCOUNT_OR_WAITING = (
-    select(Account, exists().where(_WAITING_FOR_ACCOUNT).label("waiting"), _PLAYBOOK_VERSION)
+    select(
+        Account,
+        exists().where(_WAITING_FOR_ACCOUNT).label("waiting"),
+        _PLAYBOOK_VERSION,
+        # Read here so that creating the account needs no lookup of its own.
+        _first_stage_column(tables.stages.c.key, "first_stage"),
+        _first_stage_column(tables.stages.c.quarterback, "first_quarterback"),
+    )
     .select_from(_ONE_ROW)
     .outerjoin(
         join(AccountExternalId, Account, col(AccountExternalId.account_id) == col(Account.id)),
@@ -395,6 +417,7 @@ async def _resolve_account(
         external_ids={source: str(external_id)},
         actor=actor,
         external_ids_checked=True,  # the lookup above found no account under this id
+        first_stage=(row.first_stage, row.first_quarterback) if row.first_stage else None,
     )
     return _Found(view.account, row.playbook_version, created=True, waiting=row.waiting)
 
