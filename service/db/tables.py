@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, inspect, select
+from sqlalchemy import Insert, Table, bindparam, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
@@ -32,6 +32,19 @@ def table_of(model: type) -> Table:
     table: object = inspect(model).local_table
     assert isinstance(table, Table)
     return table
+
+
+def insert_every_column(table: Table, prefix: str) -> Insert:
+    """INSERT one row of `table`, each column bound as `prefix` + its name: so that several
+    such inserts can share one statement (as WITH clauses) without their parameters clashing."""
+    return insert(table).values(
+        {column.name: bindparam(prefix + column.name, type_=column.type) for column in table.c}
+    )
+
+
+def prefixed(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A row's values as `insert_every_column(table, prefix)` binds them."""
+    return {prefix + name: value for name, value in row.items()}
 
 
 def insert_unless_present(model: type, unique: Sequence[str]) -> dict[str, Any]:

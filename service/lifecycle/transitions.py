@@ -240,32 +240,27 @@ async def transition_account(
     return TransitionResult(transition=transition, handoff_task=handoff)
 
 
-async def record_initial_stage(
-    session: AsyncSession,
+def initial_stage_row(
     *,
     workspace_id: uuid.UUID,
     account_id: uuid.UUID,
     stage: str,
     actor: str | None,
     now: datetime,
-) -> None:
+) -> dict[str, Any]:
     """The first history row of an account: where it entered the lifecycle."""
-    connection = await session.connection()
-    await connection.execute(
-        INSERT_TRANSITION,
-        {
-            "id": uuid7(),
-            "workspace_id": workspace_id,
-            "account_id": account_id,
-            "from_stage": None,
-            "to_stage": stage,
-            "reason": "account created",
-            "cause": "created",
-            "actor": actor,
-            "backward": False,
-            "skipped_stages": [],
-            "playbook_version": None,
-            "occurred_at": now,
-            "handoff_task_id": None,
-        },
-    )
+    return {
+        "id": uuid7(),
+        "workspace_id": workspace_id,
+        "account_id": account_id,
+        "from_stage": None,
+        "to_stage": stage,
+        "reason": "account created",
+        "cause": "created",
+        "actor": actor,
+        "backward": False,
+        "skipped_stages": [],
+        "playbook_version": None,
+        "occurred_at": now,
+        "handoff_task_id": None,
+    }

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import Insert, Table, bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -40,17 +40,11 @@ INSERT_TASK = insert(tables.tasks)
 INSERT_ACTIVITY = insert(tables.task_activities)
 
 
-def _insert_every_column(table: Table, prefix: str) -> Insert:
-    return insert(table).values(
-        {column.name: bindparam(prefix + column.name, type_=column.type) for column in table.c}
-    )
-
-
 # PostgreSQL takes a new task and its `created` activity in one round trip, the task as a
 # WITH clause (the activity's foreign key is checked at the end of the statement); SQLite,
 # with no INSERT inside WITH, in two.
-INSERT_TASK_WITH_ACTIVITY = _insert_every_column(tables.task_activities, "activity_").add_cte(
-    _insert_every_column(tables.tasks, "task_").cte("new_task")
+INSERT_TASK_WITH_ACTIVITY = tables.insert_every_column(tables.task_activities, "activity_").add_cte(
+    tables.insert_every_column(tables.tasks, "task_").cte("new_task")
 )
 KIND_REWORK = "handoff_rework"
 
@@ -246,8 +240,7 @@ async def _write_task(
     if connection.dialect.name == "postgresql":
         await connection.execute(
             INSERT_TASK_WITH_ACTIVITY,
-            {f"task_{k}": v for k, v in task.items()}
-            | {f"activity_{k}": v for k, v in activity.items()},
+            tables.prefixed(task, "task_") | tables.prefixed(activity, "activity_"),
         )
     else:
         await connection.execute(INSERT_TASK, task)
