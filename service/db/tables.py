@@ -34,11 +34,13 @@ def table_of(model: type) -> Table:
     return table
 
 
-def insert_every_column(table: Table, prefix: str) -> Insert:
-    """INSERT one row of `table`, each column bound as `prefix` + its name: so that several
-    such inserts can share one statement (as WITH clauses) without their parameters clashing."""
+def insert_every_column(table: Table, prefix: str, columns: Sequence[str] | None = None) -> Insert:
+    """INSERT one row of `table`, each column (or each of `columns`; the others take their
+    defaults) bound as `prefix` + its name: so that several such inserts can share one
+    statement (as WITH clauses) without their parameters clashing."""
+    chosen = [table.c[name] for name in columns] if columns is not None else list(table.c)
     return insert(table).values(
-        {column.name: bindparam(prefix + column.name, type_=column.type) for column in table.c}
+        {column.name: bindparam(prefix + column.name, type_=column.type) for column in chosen}
     )
 
 

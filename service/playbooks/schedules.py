@@ -91,8 +91,7 @@ async def schedule_stuck_rules(
         )
 
 
-async def schedule_handoff_sla(
-    session: AsyncSession,
+def handoff_sla_timer(
     *,
     workspace_id: uuid.UUID,
     account_id: uuid.UUID,
@@ -101,9 +100,10 @@ async def schedule_handoff_sla(
     now: datetime,
     timezone: str,
     calendar: str | None,
-) -> None:
-    await timers_service.schedule(
-        session,
+) -> dict[str, Any]:
+    """The row of a new handoff's SLA timer: the task's service writes it with the task (its
+    key names the new task, so no timer can hold it yet)."""
+    return timers_service.timer_row(
         workspace_id=workspace_id,
         key=f"handoff-sla:{task_id}",
         kind=HANDOFF_SLA_KIND,

@@ -23,6 +23,7 @@ from service.lifecycle.models import Department, Stage
 from service.outbound import outbox
 from service.playbooks import schedules
 from service.tasks.models import Task, TaskActivity
+from service.timers import service as timers_service
 from service.workspaces.models import Workspace
 
 STATUSES = ("open", "in_progress", "done", "cancelled")
@@ -43,9 +44,20 @@ INSERT_ACTIVITY = insert(tables.task_activities)
 # PostgreSQL takes a new task and its `created` activity in one round trip, the task as a
 # WITH clause (the activity's foreign key is checked at the end of the statement); SQLite,
 # with no INSERT inside WITH, in two.
+_NEW_TASK_CTE = tables.insert_every_column(tables.tasks, "task_").cte("new_task")
 INSERT_TASK_WITH_ACTIVITY = tables.insert_every_column(tables.task_activities, "activity_").add_cte(
-    tables.insert_every_column(tables.tasks, "task_").cte("new_task")
+    _NEW_TASK_CTE
 )
+# A handoff's SLA timer too: its key names the new task, so no timer can hold it already.
+INSERT_TASK_WITH_ACTIVITY_AND_TIMER = tables.insert_every_column(
+    tables.task_activities, "activity_"
+).add_cte(
+    _NEW_TASK_CTE,
+    tables.insert_every_column(tables.timers, "timer_", timers_service.TIMER_ROW_COLUMNS).cte(
+        "new_timer"
+    ),
+)
+INSERT_TIMER = insert(tables.timers)
 KIND_REWORK = "handoff_rework"
 
 
@@ -110,17 +122,30 @@ async def raise_handoff(
     notify: bool | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Write a handoff task for the receiving quarterback: two Core inserts, no reads.
+    """Write a handoff task for the receiving quarterback, its activity and its SLA timer:
+    Core inserts, no reads (one statement on PostgreSQL).
 
     Returns the task's columns as a dict; this runs on the transition hot path, where
     building ORM objects cost more than the inserts.
     """
     now = now or utcnow()
-    task = await _write_task(
+    task_id = uuid7()
+    sla = schedules.handoff_sla_timer(
+        workspace_id=workspace_id,
+        account_id=account_id,
+        task_id=task_id,
+        accept_within_days=accept_within_days,
+        now=now,
+        timezone=timezone,
+        calendar=calendar,
+    )
+    return await _write_task(
         session,
         actor=actor,
         now=now,
         notify=notify,
+        timer=sla,
+        id=task_id,
         workspace_id=workspace_id,
         account_id=account_id,
         kind=KIND_HANDOFF,
@@ -143,17 +168,6 @@ async def raise_handoff(
         transition_id=transition_id,
         parent_task_id=parent_task_id,
     )
-    await schedules.schedule_handoff_sla(
-        session,
-        workspace_id=workspace_id,
-        account_id=account_id,
-        task_id=task["id"],
-        accept_within_days=accept_within_days,
-        now=now,
-        timezone=timezone,
-        calendar=calendar,
-    )
-    return task
 
 
 async def raise_task(
@@ -226,9 +240,11 @@ async def _write_task(
     actor: str | None,
     now: datetime,
     notify: bool | None = None,
+    timer: dict[str, Any] | None = None,
     **columns: Any,
 ) -> dict[str, Any]:
-    """Insert a task and its `created` activity with Core statements; return its columns.
+    """Insert a task, its `created` activity and, if given, a new timer's row (a handoff's
+    SLA) with Core statements; return the task's columns.
 
     `notify=False` says the caller knows the workspace has no subscribers (the transition
     path reads that with the account lock); otherwise subscribers are looked up.
@@ -238,13 +254,17 @@ async def _write_task(
     activity = _activity(task["id"], task["workspace_id"], "created", actor, now=now)
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        await connection.execute(
-            INSERT_TASK_WITH_ACTIVITY,
-            tables.prefixed(task, "task_") | tables.prefixed(activity, "activity_"),
-        )
+        values = tables.prefixed(task, "task_") | tables.prefixed(activity, "activity_")
+        if timer is None:
+            await connection.execute(INSERT_TASK_WITH_ACTIVITY, values)
+        else:
+            values |= tables.prefixed(timer, "timer_")
+            await connection.execute(INSERT_TASK_WITH_ACTIVITY_AND_TIMER, values)
     else:
         await connection.execute(INSERT_TASK, task)
         await connection.execute(INSERT_ACTIVITY, activity)
+        if timer is not None:
+            await connection.execute(INSERT_TIMER, timer)
     if notify is not False:
         await outbox.emit(
             session,

@@ -108,28 +108,62 @@ async def schedule(
     (a contract end date moved); one that fired, failed or was cancelled is left as it is.
     `account_id` must be an account of `workspace_id`; the timer goes when the account goes.
     """
+    row = timer_row(
+        workspace_id=workspace_id,
+        key=key,
+        kind=kind,
+        due_at=due_at,
+        payload=payload,
+        account_id=account_id,
+    )
+    connection = await session.connection()
+    await connection.execute(_upsert(connection.dialect.name, replace), row)
+
+
+# The columns `timer_row` fills; the rest of a new timer's row takes the columns' defaults.
+TIMER_ROW_COLUMNS = (
+    "id",
+    "workspace_id",
+    "kind",
+    "key",
+    "account_id",
+    "due_at",
+    "payload",
+    "status",
+    "attempts",
+    "created_at",
+)
+
+
+def timer_row(
+    *,
+    workspace_id: uuid.UUID,
+    key: str,
+    kind: str,
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+    account_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """The row of a new pending timer, for `schedule` or for a caller that writes it in a
+    statement of its own (a handoff's SLA timer goes in with its task)."""
     if not key or len(key) > KEY_MAX_LENGTH:
         raise ValueError(f"a timer key has 1 to {KEY_MAX_LENGTH} characters, got {len(key)}")
     if kind not in _handlers and kind not in _warned_kinds:
         # Once per kind: a process that only schedules (a script) need not load the handlers.
         _warned_kinds.add(kind)
         logger.warning("timer %s scheduled with kind %r that has no handler here", key, kind)
-    connection = await session.connection()
-    await connection.execute(
-        _upsert(connection.dialect.name, replace),
-        {
-            "id": uuid7(),
-            "workspace_id": workspace_id,
-            "kind": kind,
-            "key": key,
-            "account_id": account_id,
-            "due_at": due_at,
-            "payload": payload or {},
-            "status": "pending",
-            "attempts": 0,
-            "created_at": utcnow(),
-        },
-    )
+    return {
+        "id": uuid7(),
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "key": key,
+        "account_id": account_id,
+        "due_at": due_at,
+        "payload": payload or {},
+        "status": "pending",
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
 
 
 @lru_cache(maxsize=4)
