@@ -80,6 +80,11 @@ MOVE_ACCOUNT = (
     )
 )
 INSERT_TRANSITION = insert(tables.stage_transitions)
+# PostgreSQL moves the account and writes its history row in one round trip, the move as a
+# WITH clause, once the handoff task the row names exists. (SQLite: no UPDATE inside WITH.)
+MOVE_AND_RECORD = tables.insert_every_column(tables.stage_transitions, "history_").add_cte(
+    MOVE_ACCOUNT.cte("moved")
+)
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,10 @@ async def transition_account(
             errors=[{"field": "reason", "in": "body", "message": "required for a backward move"}],
         )
 
-    await connection.execute(
-        MOVE_ACCOUNT,
-        {"in_workspace": workspace_id, "account": account_id, "new_stage": to_stage, "at": now},
-    )
+    move = {"in_workspace": workspace_id, "account": account_id, "new_stage": to_stage, "at": now}
+    in_one_statement = connection.dialect.name == "postgresql"
+    if not in_one_statement:
+        await connection.execute(MOVE_ACCOUNT, move)
     target = stages[to_stage]
     transition: dict[str, Any] = {
         "id": uuid7(),
@@ -197,7 +202,10 @@ async def transition_account(
             now=now,
         )
         transition["handoff_task_id"] = handoff["id"]
-    await connection.execute(INSERT_TRANSITION, transition)
+    if in_one_statement:
+        await connection.execute(MOVE_AND_RECORD, move | tables.prefixed(transition, "history_"))
+    else:
+        await connection.execute(INSERT_TRANSITION, transition)
     # For `accountStageChanged` subscribers: a note in the session, sent after the commit.
     live.announce(
         session,
