@@ -18,7 +18,7 @@ process (this file again, in ``--load`` mode, with httpx.AsyncClient) to three t
   transaction. It gets the very bodies and headers ``qb-standard`` gets. It is the
   ceiling: ``ratio`` is Quarterback over it, measured in the same run;
 * ``baseline-deep``: the same bare server and deliveries, with as many round trips as
-  Quarterback's event path takes for such an event (BEGIN, 13 statements, COMMIT): what the
+  Quarterback's event path takes for such an event (BEGIN, 8 statements, COMMIT): what the
   round trips alone cost, and so how far running the hot path on the driver's own connection
   could go without also cutting statements.
 
