@@ -75,7 +75,12 @@ async def _forecast(client, ws, **params):
     assert response.content == canonical.model_dump_json(by_alias=True).encode()
     body = response.json()
     for sums in (*body["rows"], body["totals"]):
-        amounts = [sums["arr"], sums["weighted_arr"], *sums["arr_by_category"].values()]
+        amounts = [
+            sums["arr"],
+            sums["weighted_arr"],
+            sums["expected_churn"],
+            *sums["arr_by_category"].values(),
+        ]
         # Plain decimals with their places (100.00), never an exponent (1E+2).
         assert all(re.fullmatch(r"-?\d+\.\d+", amount) for amount in amounts), sums
     # Rows in the documented order: by each group value as text, nulls last.
@@ -574,6 +579,13 @@ async def test_grouped_totals_match_the_account_list(client, workspace, specs):
         assert sum(Decimal(row["arr"]) for row in body["rows"]) == arr
         assert sum(Decimal(row["weighted_arr"]) for row in body["rows"]) == weighted
         assert sum(row["count"] for row in body["rows"]) == len(specs)
+        for sums in (*body["rows"], body["totals"]):
+            arr_of, weighted_of = Decimal(sums["arr"]), Decimal(sums["weighted_arr"])
+            assert Decimal(sums["expected_churn"]) == arr_of - weighted_of
+            by_category = {name: Decimal(v) for name, v in sums["arr_by_category"].items()}
+            assert sum(by_category.values()) == arr_of
+            if "category" in sums.get("group", {}):  # all of a category group's ARR is its own
+                assert by_category[sums["group"]["category"]] == arr_of
     by_category = (await _forecast(client, workspace, group_by="category", **window))["rows"]
     for row in by_category:
         category = row["group"]["category"]

@@ -582,19 +582,28 @@ def _empty_sums(expansion: bool) -> dict[str, Any]:
     }
 
 
-def _renewal_sums(values: Sequence[Any], rate: Decimal, expansion: bool) -> dict[str, Any]:
+def _renewal_sums(
+    values: Sequence[Any], rate: Decimal, expansion: bool, category: str | None = None
+) -> dict[str, Any]:
     """A (group, currency) row's sums in the reporting currency; `values` are the row's
-    count, ARR, weighted, churn and per-category columns."""
-    count, arr, weighted, churn, *by_category = values
+    count, ARR and weighted columns, then its per-category ones unless the group has one
+    `category` (grouped by category), whose ARR is then the group's.
+
+    Expected churn is ARR x (100 - probability) = 100 x ARR - weighted, in whole cents times
+    percentage points: exact, so SQL need not sum it."""
+    count, arr, weighted, *by_category = values
     sums = _empty_sums(expansion)  # the response's keys, in its order
     sums["count"] = int(count)
     sums["arr"] = _convert(_cents(arr), rate)
     sums["weighted_arr"] = _convert(Decimal(int(weighted)).scaleb(-4), rate)
+    if category is not None:
+        by_category = [arr if name == category else 0 for name in ALL_CATEGORIES]
     sums["arr_by_category"] = {
-        category: _convert(_cents(amount), rate)
-        for category, amount in zip(ALL_CATEGORIES, by_category, strict=True)
+        name: _convert(_cents(amount), rate)
+        for name, amount in zip(ALL_CATEGORIES, by_category, strict=True)
     }
-    sums["expected_churn"] = _convert(Decimal(int(churn)).scaleb(-4), rate)
+    churn = 100 * int(arr) - int(weighted)
+    sums["expected_churn"] = _convert(Decimal(churn).scaleb(-4), rate)
     return sums
 
 
@@ -660,18 +669,21 @@ async def renewal_forecast(
     # expressions whose bound parameters PostgreSQL would not recognise as the same.
     keyed = select(renewals, *_group_columns(ctx, renewals, dimensions)).subquery("keyed")
     r = keyed.c
-    group_columns = [r[name] for name in _key_names(dimensions)]
+    key_names = _key_names(dimensions)
+    group_columns = [r[name] for name in key_names]
+    # Grouped by category, a group's ARR is its category's: SQL sums only what it must.
+    category_at = key_names.index("category") if "category" in key_names else None
+    by_category = (
+        func.sum(case((r.category == category, r.arr_cents), else_=0)).label(category)
+        for category in ALL_CATEGORIES
+    )
     statement = select(
         *group_columns,
         r.currency.label("_currency"),
         func.count().label("renewals"),
         func.sum(r.arr_cents).label("arr"),
         func.sum(r.arr_cents * r.probability).label("weighted"),
-        func.sum(r.arr_cents * (100 - r.probability)).label("churn"),
-        *(
-            func.sum(case((r.category == category, r.arr_cents), else_=0)).label(category)
-            for category in ALL_CATEGORIES
-        ),
+        *(by_category if category_at is None else ()),
     ).group_by(*group_columns, r.currency)
     connection = await session.connection()
     ordered_by = _in_row_order(connection.dialect.name, [*group_columns, r.currency])
@@ -689,7 +701,8 @@ async def renewal_forecast(
     for row in rows:
         rate = rates[row[width]]
         assert rate is not None
-        _merge(groups, key_of(row), _renewal_sums(row[width + 1 :], rate, expansion))
+        category = None if category_at is None else row[category_at]
+        _merge(groups, key_of(row), _renewal_sums(row[width + 1 :], rate, expansion, category))
     for row in expansion_rows:
         rate = settings.rate(row[width])
         assert rate is not None
