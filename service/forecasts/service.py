@@ -566,16 +566,22 @@ def _key_reader(dimensions: Sequence[str]) -> Callable[[Sequence[Any]], _KeyPart
     return read
 
 
+_NO_WEIGHTED = Decimal("0.0000")  # ARR x probability has four places
+
+
 def _empty_sums(expansion: bool) -> dict[str, Any]:
-    """Zero sums, keyed in the order of the response's fields (ForecastSums)."""
+    """Zero sums, keyed in the order of the response's fields (ForecastSums).
+
+    Made for every group row of a forecast (thousands): the zeros are shared constants,
+    Decimals being immutable, rather than parsed again each time."""
     return {
         "count": 0,
-        "arr": Decimal("0.00"),
-        "weighted_arr": Decimal("0.0000"),
-        "arr_by_category": {category: Decimal("0.00") for category in ALL_CATEGORIES},
-        "expected_churn": Decimal("0.0000"),
+        "arr": _NO_CENTS,
+        "weighted_arr": _NO_WEIGHTED,
+        "arr_by_category": dict.fromkeys(ALL_CATEGORIES, _NO_CENTS),
+        "expected_churn": _NO_WEIGHTED,
         "expansion_count": 0 if expansion else None,
-        "expansion_pipeline": Decimal("0.0000") if expansion else None,
+        "expansion_pipeline": _NO_WEIGHTED if expansion else None,
         "expected_renewed_arr": None,
         "grr": None,
         "nrr": None,
@@ -597,11 +603,12 @@ def _renewal_sums(
     sums["arr"] = _convert(_cents(arr), rate)
     sums["weighted_arr"] = _convert(Decimal(int(weighted)).scaleb(-4), rate)
     if category is not None:
-        by_category = [arr if name == category else 0 for name in ALL_CATEGORIES]
-    sums["arr_by_category"] = {
-        name: _convert(_cents(amount), rate)
-        for name, amount in zip(ALL_CATEGORIES, by_category, strict=True)
-    }
+        sums["arr_by_category"][category] = sums["arr"]
+    else:
+        sums["arr_by_category"] = {
+            name: _convert(_cents(amount), rate)
+            for name, amount in zip(ALL_CATEGORIES, by_category, strict=True)
+        }
     churn = 100 * int(arr) - int(weighted)
     sums["expected_churn"] = _convert(Decimal(churn).scaleb(-4), rate)
     return sums
