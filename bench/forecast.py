@@ -31,6 +31,7 @@ Run from the project root::
 
     .venv/bin/python bench/forecast.py
     .venv/bin/python bench/forecast.py --accounts 1000000 --requests 30
+    .venv/bin/python bench/forecast.py --random-page-cost 1.1
 
 The admin URL comes from ``--postgres-url``, else ``QB_BENCH_POSTGRES_URL``, else
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``. A throwaway database is created
@@ -507,6 +508,17 @@ async def main(args: argparse.Namespace) -> None:
     name = make_url(url).database
     print(f"created database {name}", flush=True)
     try:
+        if args.random_page_cost is not None:
+            # What a DBA would set for the service's database on SSDs or a cached working
+            # set; every connection opened from here on plans with it.
+            admin = await asyncpg.connect(throwaway.asyncpg_dsn(args.postgres_url))
+            try:
+                await admin.execute(
+                    f'ALTER DATABASE "{name}" SET random_page_cost = {args.random_page_cost:g}'
+                )
+            finally:
+                await admin.close()
+            print(f"random_page_cost = {args.random_page_cost:g} for {name}", flush=True)
         results = await bench(url, args)
     finally:
         await throwaway.drop_database(args.postgres_url, url)
@@ -520,6 +532,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=50, help="measured requests (50)")
     parser.add_argument("--warmup", type=int, default=5, help="discarded requests (5)")
     parser.add_argument("--json", action="store_true", help="also print percentiles as JSON")
+    parser.add_argument(
+        "--random-page-cost",
+        type=float,
+        default=None,
+        help="set random_page_cost for the throwaway database (PostgreSQL's default is 4; "
+        "1.1 is the usual setting for SSDs), to see what the planner's choice costs",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("QB_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL),
