@@ -28,12 +28,11 @@ from service.kit.pagination import (
 )
 from service.lifecycle import service as lifecycle_service
 from service.lifecycle.models import Stage
-from service.lifecycle.transitions import initial_stage_row
+from service.lifecycle.transitions import INSERT_TRANSITION, initial_stage_row
 
 # Rows of a new account's owners and ids: nothing reads them back as objects.
 INSERT_OWNERS = insert(tables.account_owners)
 INSERT_EXTERNAL_IDS = insert(tables.account_external_ids)
-INSERT_TRANSITION = insert(tables.stage_transitions)
 
 
 def _insert_new_account(with_external_id: bool) -> Insert:

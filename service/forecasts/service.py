@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -194,8 +194,24 @@ def _values(ctx: _Context) -> dict[str, Any]:
     }
 
 
+_Built = TypeVar("_Built")
 _BUILT: OrderedDict[tuple[Any, ...], Subquery] = OrderedDict()
 _BUILT_MAX = 64
+
+
+def _remembered(
+    cache: OrderedDict[tuple[Any, ...], _Built], key: tuple[Any, ...], build: Callable[[], _Built]
+) -> _Built:
+    """`cache[key]`, built the first time it is asked for; beyond `_BUILT_MAX` entries the
+    least recently used goes."""
+    built = cache.get(key)
+    if built is None:
+        built = cache[key] = build()
+        if len(cache) > _BUILT_MAX:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return built
 
 
 def _renewals(ctx: _Context) -> Subquery:
@@ -204,14 +220,7 @@ def _renewals(ctx: _Context) -> Subquery:
     A built statement is immutable, so requests of the same shape share one (and PostgreSQL
     its prepared form)."""
     key = (ctx.owner is None, repr(ctx.settings))
-    built = _BUILT.get(key)
-    if built is None:
-        built = _BUILT[key] = _build_renewals(ctx)
-        if len(_BUILT) > _BUILT_MAX:
-            _BUILT.popitem(last=False)
-    else:
-        _BUILT.move_to_end(key)
-    return built
+    return _remembered(_BUILT, key, lambda: _build_renewals(ctx))
 
 
 def _build_renewals(ctx: _Context) -> Subquery:
@@ -852,12 +861,12 @@ def _page_statement(
 ) -> Select[Any]:
     """A page of `_renewals(ctx)` in the sort's order, remembered for its shape like the
     renewals themselves; run it with `_values(ctx)`, the page size and the cursor's values."""
+    key = (ctx.owner is None, repr(ctx.settings), sort, descending, after_cursor)
+    return _remembered(_PAGES, key, lambda: _build_page(ctx, sort, descending, after_cursor))
+
+
+def _build_page(ctx: _Context, sort: str, descending: bool, after_cursor: bool) -> Select[Any]:
     settings = ctx.settings
-    key = (ctx.owner is None, repr(settings), sort, descending, after_cursor)
-    built = _PAGES.get(key)
-    if built is not None:
-        _PAGES.move_to_end(key)
-        return built
     renewals = _renewals(ctx)
     r = renewals.c
     known = [settings.reporting_currency, *settings.rates]
@@ -876,10 +885,7 @@ def _page_statement(
         tie = r.contract_id < _AFTER_CONTRACT if descending else r.contract_id > _AFTER_CONTRACT
         statement = statement.where(or_(beyond, and_(sort_key == value, tie)))
     order = (sort_key.desc(), r.contract_id.desc()) if descending else (sort_key, r.contract_id)
-    built = _PAGES[key] = statement.order_by(*order).limit(_PAGE_SIZE)
-    if len(_PAGES) > _BUILT_MAX:
-        _PAGES.popitem(last=False)
-    return built
+    return statement.order_by(*order).limit(_PAGE_SIZE)
 
 
 async def renewal_accounts(

@@ -57,7 +57,6 @@ INSERT_TASK_WITH_ACTIVITY_AND_TIMER = tables.insert_every_column(
         "new_timer"
     ),
 )
-INSERT_TIMER = insert(tables.timers)
 KIND_REWORK = "handoff_rework"
 
 
@@ -264,7 +263,9 @@ async def _write_task(
         await connection.execute(INSERT_TASK, task)
         await connection.execute(INSERT_ACTIVITY, activity)
         if timer is not None:
-            await connection.execute(INSERT_TIMER, timer)
+            await connection.execute(
+                timers_service.upsert_statement(connection.dialect.name, False), timer
+            )
     if notify is not False:
         await outbox.emit(
             session,

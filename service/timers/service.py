@@ -117,7 +117,7 @@ async def schedule(
         account_id=account_id,
     )
     connection = await session.connection()
-    await connection.execute(_upsert(connection.dialect.name, replace), row)
+    await connection.execute(upsert_statement(connection.dialect.name, replace), row)
 
 
 # The columns `timer_row` fills; the rest of a new timer's row takes the columns' defaults.
@@ -167,7 +167,7 @@ def timer_row(
 
 
 @lru_cache(maxsize=4)
-def _upsert(dialect: str, replace: bool) -> Any:
+def upsert_statement(dialect: str, replace: bool) -> Any:
     """The insert-unless-exists statement, built once per dialect: handoffs schedule an SLA
     timer on the transition hot path, where building statements costs more than running them."""
     module: Any = postgresql if dialect == "postgresql" else sqlite
