@@ -824,7 +824,7 @@ async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
         print(
             f"migrated and seeded in {time.perf_counter() - began:.1f}s; PostgreSQL {version}; "
             f"quarterback serve (1 worker, pool {settings.db_pool_size}+"
-            f"{settings.db_pool_size} overflow) on :{qb_port}, baseline (pool 4) on "
+            f"{settings.db_max_overflow} overflow) on :{qb_port}, baseline (pool 4) on "
             f":{raw_port}; {os.cpu_count()} cores shared by servers, PostgreSQL and load\n"
             f"variants: warm-up {args.warmup:g}s; closed c{'/c'.join(map(str, args.concurrency))} "
             f"{args.seconds:g}s; open {'/'.join(f'{r:.0%}' for r in args.rates)} of closed "

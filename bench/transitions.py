@@ -30,7 +30,7 @@ same mix of moves whatever its count; the ``handoffs`` column shows it. Each var
 discarded warm-up pass before its measured pass. Latency is one transaction, checkout and
 commit included (for ``http``, one request); transitions/s is moves over the wall time of
 the pass. Both pools have the same capacity: the service engine's ``db_pool_size``
-connections plus as many overflow (``create_engine``), unless ``--raw-pool-max`` says
+connections plus its ``db_max_overflow`` (``create_engine``), unless ``--raw-pool-max`` says
 otherwise.
 
 The script creates a throwaway database ``qb_bench_<hex>`` from the admin URL, migrates it,
@@ -500,7 +500,7 @@ async def bench(url: str, args: argparse.Namespace) -> list[PassResult]:
     settings = Settings(database_url=url)
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
-    raw_max = args.raw_pool_max or settings.db_pool_size * 2  # pool_size + max_overflow
+    raw_max = args.raw_pool_max or settings.db_pool_size + settings.db_max_overflow
     results: list[PassResult] = []
     try:
         await upgrade(engine)
@@ -513,7 +513,7 @@ async def bench(url: str, args: argparse.Namespace) -> list[PassResult]:
             f"PostgreSQL {version}; concurrency {args.concurrency}; "
             f"{args.warmup:g}s warm-up + {args.seconds:g}s per variant\n"
             f"pools: service pool_size={settings.db_pool_size} "
-            f"max_overflow={settings.db_pool_size}; raw asyncpg "
+            f"max_overflow={settings.db_max_overflow}; raw asyncpg "
             f"min_size={min(settings.db_pool_size, raw_max)} max_size={raw_max}",
             flush=True,
         )

@@ -48,7 +48,22 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     db_pool_size: int = Field(
-        default=4, ge=1, le=100, description="Connections per worker (PostgreSQL)."
+        default=8,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections each worker keeps open (QB_DB_POOL_SIZE).",
+    )
+    db_max_overflow: int = Field(
+        # Zero: a connection opened for a burst is closed again as soon as the pool has enough
+        # idle ones, and the next burst opens it again. A new asyncpg connection costs several
+        # milliseconds of this process's CPU (connect, SQLAlchemy's codec set-up) plus a backend
+        # fork, so under steady load overflow churned about 3 % of deliveries and doubled their
+        # p99 (bench/ingest.py, 8 senders: 64 ms with 4 + 4 overflow, 30-34 ms with 8 + 0).
+        default=0,
+        ge=0,
+        le=100,
+        description="Extra PostgreSQL connections a worker may open in a burst, closed again "
+        "when returned (QB_DB_MAX_OVERFLOW).",
     )
     public_url: str | None = Field(
         default=None, description="Public base URL, used in printed examples and links."
@@ -66,15 +81,16 @@ class Settings(BaseSettings):
     )
 
     webhook_max_in_flight: int | None = Field(
-        # Unset: the pool's connections (pool size + as many overflow). A delivery beyond them
-        # would only wait for a connection, and on 2 cores (bench/ingest.py, 64 senders) a cap
-        # of 8 kept p99.9 at 360-410 ms where 16 gave 500-540 ms, with the same rate for 8
-        # senders. Refusals are answered in front of the app (service/webhooks/admission.py).
+        # Unset: the pool's connections (pool size + overflow). A delivery beyond them would
+        # only wait for a connection, and on 2 cores (bench/ingest.py, 64 senders) a cap of 8
+        # kept p99.9 at 360-410 ms where 16 gave 500-540 ms, with the same rate for 8 senders.
+        # Refusals are answered in front of the app (service/webhooks/admission.py).
         default=None,
         ge=1,
         le=10_000,
         description="Webhook deliveries one process handles at once; more get 503 + "
-        "Retry-After. Unset: the database pool's connections (2 x QB_DB_POOL_SIZE).",
+        "Retry-After. Unset: the database pool's connections (QB_DB_POOL_SIZE + "
+        "QB_DB_MAX_OVERFLOW).",
     )
     outbound_allow_private_networks: bool = Field(
         default=False,
@@ -102,7 +118,7 @@ class Settings(BaseSettings):
     def webhook_admission_limit(self) -> int:
         """Webhook deliveries one process takes at once (`webhook_max_in_flight` or the
         pool's connections)."""
-        return self.webhook_max_in_flight or 2 * self.db_pool_size
+        return self.webhook_max_in_flight or self.db_pool_size + self.db_max_overflow
 
     @property
     def base_url(self) -> str:

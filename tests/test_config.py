@@ -33,10 +33,12 @@ def test_unsupported_urls_are_refused(url):
 
 def test_webhook_admission_follows_the_pool_unless_set(monkeypatch):
     """Unset, a process takes as many deliveries at once as its pool has connections (pool
-    size plus as many overflow); set, the value is the limit."""
-    monkeypatch.delenv("QB_WEBHOOK_MAX_IN_FLIGHT", raising=False)
+    size plus overflow); set, the value is the limit."""
+    for name in ("QB_WEBHOOK_MAX_IN_FLIGHT", "QB_DB_POOL_SIZE", "QB_DB_MAX_OVERFLOW"):
+        monkeypatch.delenv(name, raising=False)
     assert Settings(_env_file=None).webhook_admission_limit == 8
-    assert Settings(db_pool_size=6, _env_file=None).webhook_admission_limit == 12
+    assert Settings(db_pool_size=6, _env_file=None).webhook_admission_limit == 6
+    assert Settings(db_pool_size=6, db_max_overflow=4, _env_file=None).webhook_admission_limit == 10
     monkeypatch.setenv("QB_WEBHOOK_MAX_IN_FLIGHT", "20")
     assert Settings(db_pool_size=6, _env_file=None).webhook_admission_limit == 20
     with pytest.raises(ValidationError):
