@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from service.accounts import service as accounts_service
 from service.accounts.schemas import (
@@ -20,10 +20,11 @@ from service.accounts.schemas import (
     dump_owners,
 )
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.lifecycle import transitions
 from service.workspaces.auth import Reader, SessionDep, Writer
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = PrefixedRouter(prefix="/v1/accounts", tags=["accounts"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size, at most 200.")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]

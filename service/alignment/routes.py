@@ -9,7 +9,7 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from service.alignment import checks, dependencies, updates
 from service.alignment import service as alignment_service
@@ -27,10 +27,11 @@ from service.alignment.schemas import (
     WeeklyUpdateCreate,
 )
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.workspaces.auth import Reader, SessionDep, Writer
 
-router = APIRouter(prefix="/v1/plans/operational", tags=["operational plans"])
-alignment_router = APIRouter(prefix="/v1/alignment", tags=["operational plans"])
+router = PrefixedRouter(prefix="/v1/plans/operational", tags=["operational plans"])
+alignment_router = PrefixedRouter(prefix="/v1/alignment", tags=["operational plans"])
 
 AsOf = Annotated[
     date | None,

@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from service.deals import service as deals_service
 from service.deals.schemas import (
@@ -19,10 +19,11 @@ from service.deals.schemas import (
     OpportunityStatus,
 )
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.playbooks import hooks as playbook_hooks
 from service.workspaces.auth import Reader, SessionDep, Writer
 
-router = APIRouter(prefix="/v1", tags=["deals"])
+router = PrefixedRouter(prefix="/v1", tags=["deals"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size, at most 200.")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic_core import to_json
 
@@ -36,10 +36,11 @@ from service.forecasts.schemas import (
 )
 from service.forecasts.settings import ALL_CATEGORIES
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.workspaces.auth import SessionDep, Writer, require
 from service.workspaces.service import Principal
 
-router = APIRouter(prefix="/v1/forecasts", tags=["forecasts"])
+router = PrefixedRouter(prefix="/v1/forecasts", tags=["forecasts"])
 
 ForecastReader = Annotated[Principal, Depends(require("forecast:read"))]
 From = Annotated[

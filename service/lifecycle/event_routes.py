@@ -6,16 +6,17 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, trim_page
+from service.kit.routing import PrefixedRouter
 from service.lifecycle import events as events_service
 from service.lifecycle import service as lifecycle_service
 from service.workspaces.auth import Reader, SessionDep, Writer
 from service.workspaces.service import Principal
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = PrefixedRouter(prefix="/v1", tags=["events"])
 
 EventType = Literal[
     "opportunity_created",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from service.kit.routing import PrefixedRouter
 from service.lifecycle import service as lifecycle_service
 from service.workspaces.auth import Reader, SessionDep
 
-router = APIRouter(prefix="/v1", tags=["lifecycle"])
+router = PrefixedRouter(prefix="/v1", tags=["lifecycle"])
 
 
 class DepartmentRead(BaseModel):

@@ -6,15 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.kit.pagination import MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.outbound import dispatcher
 from service.outbound import service as subscriptions_service
 from service.workspaces.auth import Admin, SessionDep
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+router = PrefixedRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
 EventType = Literal[
     "task.raised", "task.completed", "account.stage_changed", "handoff.accepted",

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 from pydantic import BaseModel
 
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.plans import service as plans_service
 from service.plans.schemas import (
     MeasurementCreate,
@@ -21,7 +22,7 @@ from service.plans.schemas import (
 )
 from service.workspaces.auth import Reader, SessionDep, Writer
 
-router = APIRouter(prefix="/v1/accounts/{account_id}/plan", tags=["plans"])
+router = PrefixedRouter(prefix="/v1/accounts/{account_id}/plan", tags=["plans"])
 
 Year = Annotated[
     int | None,

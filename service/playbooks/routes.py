@@ -7,16 +7,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import yaml
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.accounts.schemas import Owner
+from service.kit.routing import PrefixedRouter
 from service.lifecycle.event_routes import EventIn
 from service.playbooks import service as playbooks_service
 from service.playbooks import simulation
 from service.workspaces.auth import Admin, Reader, SessionDep
 
-router = APIRouter(prefix="/v1/playbook", tags=["playbook"])
+router = PrefixedRouter(prefix="/v1/playbook", tags=["playbook"])
 # Versions are a 32-bit integer column: larger numbers are no version (and PostgreSQL
 # would refuse to compare with them).
 MAX_VERSION = 2**31 - 1

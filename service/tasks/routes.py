@@ -6,9 +6,10 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from service.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from service.kit.routing import PrefixedRouter
 from service.lifecycle import service as lifecycle_service
 from service.tasks import service as tasks_service
 from service.tasks.schemas import (
@@ -25,7 +26,7 @@ from service.tasks.schemas import (
 )
 from service.workspaces.auth import Reader, SessionDep, Writer
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = PrefixedRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
 @router.get("", response_model=TaskPage)

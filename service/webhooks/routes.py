@@ -6,12 +6,13 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.session import get_restartable_session
 from service.db.types import utcnow
 from service.errors import problem, problem_response
+from service.kit.routing import PrefixedRouter
 from service.webhooks import adapters, ingest, sources, trial
 from service.webhooks.adapters.base import Delivery
 from service.webhooks.models import WebhookSource
@@ -28,8 +29,8 @@ from service.webhooks.schemas import (
 )
 from service.workspaces.auth import Admin, SessionDep
 
-router = APIRouter(prefix="/v1/webhook-sources", tags=["webhooks"])
-ingest_router = APIRouter(tags=["webhooks"])
+router = PrefixedRouter(prefix="/v1/webhook-sources", tags=["webhooks"])
+ingest_router = PrefixedRouter(tags=["webhooks"])
 
 
 def _public_url(request: Request, path: str, query: str = "") -> str:

@@ -6,13 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
+from fastapi import status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from service.kit.routing import PrefixedRouter
 from service.workspaces import service as workspaces_service
 from service.workspaces.auth import Admin, Reader, SessionDep
 
-router = APIRouter(prefix="/v1", tags=["workspace"])
+router = PrefixedRouter(prefix="/v1", tags=["workspace"])
 
 Scope = Literal["admin", "write", "read", "forecast:read"]
 

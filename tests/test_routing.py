@@ -1,0 +1,65 @@
+"""Routers rule themselves out by path: a request only meets the routes that could match."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.routing import APIRoute
+
+from service.kit.routing import PrefixedRouter
+
+
+@pytest.fixture
+def route_matches_seen(monkeypatch) -> list[str]:
+    """The path of every FastAPI route that a request's matching asks."""
+    seen: list[str] = []
+    original = APIRoute.matches
+
+    def recording(self, scope):
+        seen.append(self.path)
+        return original(self, scope)
+
+    monkeypatch.setattr(APIRoute, "matches", recording)
+    return seen
+
+
+async def test_a_forecast_request_meets_only_the_forecast_routes(
+    client, workspace, route_matches_seen
+):
+    response = await client.get(
+        "/v1/forecasts/renewals/accounts", headers={"Authorization": f"Bearer {workspace.key}"}
+    )
+    assert response.status_code == 200, response.text
+    assert route_matches_seen  # the forecast routes themselves were matched
+    assert {path.split("/")[2] for path in route_matches_seen} == {"forecasts"}
+
+
+async def test_other_paths_meet_no_rest_or_webhook_route(client, route_matches_seen):
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/no/such/path")).status_code == 404
+    assert (await client.get("/graphql")).status_code != 404
+    assert "/healthz" in route_matches_seen  # the app's own routes, matched as before
+    assert [path for path in route_matches_seen if path.startswith(("/v1", "/webhooks"))] == []
+
+
+async def test_a_path_in_no_router_still_redirects_or_answers_405(client, workspace):
+    # The prefixes decide only that a router cannot match; FastAPI still does the rest.
+    headers = {"Authorization": f"Bearer {workspace.key}"}
+    assert (await client.delete("/v1/forecasts/renewals", headers=headers)).status_code == 405
+    answer = await client.get("/v1/tasks/", headers=headers)
+    assert answer.status_code in (200, 307), answer.text
+
+
+def test_literal_prefixes_follow_routes_added_later():
+    router = PrefixedRouter(prefix="/v1/things")
+
+    @router.get("")
+    async def things() -> list[str]:
+        return []
+
+    assert router.literal_prefixes() == ("/v1/things",)
+
+    @router.get("/{thing_id}/parts")
+    async def parts(thing_id: str) -> list[str]:
+        return []
+
+    assert router.literal_prefixes() == ("/v1/things", "/v1/things/")
