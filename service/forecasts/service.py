@@ -714,7 +714,7 @@ async def renewal_forecast(
     connection = await session.connection()
     ordered_by = _in_row_order(connection.dialect.name, [*group_columns, r.currency])
     # A Core result: the ORM's row loading costs more than these plain tuples need.
-    rows = (await connection.execute(statement.order_by(*ordered_by), _values(ctx))).tuples().all()
+    rows = (await connection.execute(statement.order_by(*ordered_by), _values(ctx))).all()
     expansion_rows: list[Any] = []
     if "expansion" in views:
         expansion_rows = list(await _expansion_rows(session, ctx, dimensions))
