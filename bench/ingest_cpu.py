@@ -7,7 +7,10 @@ throwaway PostgreSQL database, and prints
 
 * CPU milliseconds per delivery (this process: the app, SQLAlchemy, the driver and the
   client side of ASGI; PostgreSQL's own CPU is not in it), and wall milliseconds;
-* the SQL statements one delivery runs (BEGIN and COMMIT not counted).
+* the SQL statements one delivery runs (BEGIN and COMMIT not counted);
+* what one statement costs this process through an ORM session, a Core connection and the
+  bare asyncpg connection under them (``SELECT 1``, CPU microseconds): how much of a
+  delivery's CPU running its statements on the driver's own connection could save.
 
 Each delivery is a signed Standard Webhooks ``opportunity_created`` for a new account (the
 same bodies as bench/ingest.py's ``qb-standard``), after ``--warmup`` discarded ones; the
@@ -34,6 +37,7 @@ import asyncio  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
@@ -45,11 +49,11 @@ from ingest import (  # noqa: E402
     seed,
     standard_delivery,
 )
-from sqlalchemy import event  # noqa: E402
+from sqlalchemy import event, literal, select  # noqa: E402
 
 from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.db.engine import create_engine  # noqa: E402
+from service.db.engine import create_engine, create_sessionmaker  # noqa: E402
 
 
 async def measure(admin_url: str, deliveries: int, rounds: int, warmup: int) -> None:
@@ -90,14 +94,46 @@ async def measure(admin_url: str, deliveries: int, rounds: int, warmup: int) -> 
                         f"per delivery ({deliveries} deliveries)",
                         flush=True,
                     )
+        per_statement = await statement_cost(engine)
         await engine.dispose()
         print(
             f"median: {statistics.median(cpu_ms):.2f} ms CPU, {statistics.median(wall_ms):.2f} "
             f"ms wall per delivery; {per_delivery} SQL statements per delivery "
             "(BEGIN and COMMIT not counted)"
         )
+        session_us, core_us, driver_us = per_statement
+        saved_ms = (per_delivery + 2) * (session_us - driver_us) / 1000
+        print(
+            f"one statement's CPU: {session_us:.0f} us through a session, {core_us:.0f} us "
+            f"through a Core connection, {driver_us:.0f} us on asyncpg itself; on the driver's "
+            f"own connection the {per_delivery} statements plus BEGIN and COMMIT would save "
+            f"about {saved_ms:.2f} ms of a delivery's {statistics.median(cpu_ms):.2f} ms"
+        )
     finally:
         await drop_database(admin_url, url)
+
+
+async def statement_cost(engine: Any, repeat: int = 3000) -> tuple[float, float, float]:
+    """CPU microseconds of one `SELECT 1`: ORM session, Core connection, asyncpg."""
+    statement = select(literal(1))
+
+    async def cpu_us(run: Callable[[], Awaitable[Any]]) -> float:
+        for _ in range(200):
+            await run()
+        began = time.process_time()
+        for _ in range(repeat):
+            await run()
+        return (time.process_time() - began) / repeat * 1e6
+
+    async with create_sessionmaker(engine)() as session:
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        return (
+            await cpu_us(lambda: session.execute(statement)),
+            await cpu_us(lambda: connection.execute(statement)),
+            await cpu_us(lambda: driver.fetch("SELECT 1")),
+        )
 
 
 def main() -> None:
