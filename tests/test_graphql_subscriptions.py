@@ -278,3 +278,42 @@ async def _task(session, workspace, account_id, title) -> None:
         actor="test",
         known_departments={"csm"},
     )
+
+
+async def test_commits_queued_behind_a_notify_share_the_next_one(db, monkeypatch):
+    """Notices of commits that queue while a NOTIFY is on its way go out together, up to
+    NOTICES_PER_NOTIFY a NOTIFY, in order and none lost."""
+    if db.dialect != "postgresql":
+        pytest.skip("only PostgreSQL sends notices with NOTIFY")
+    from sqlalchemy.engine import make_url
+
+    heard: list[int] = []  # notices per NOTIFY this broadcaster hears back
+    original = live.PostgresBroadcaster._heard
+
+    def counting(self, connection, pid, channel, payload):
+        heard.append(len(live._decode(payload)))
+        return original(self, connection, pid, channel, payload)
+
+    monkeypatch.setattr(live.PostgresBroadcaster, "_heard", counting)
+    broadcaster = live.PostgresBroadcaster(make_url(db.url))
+    await broadcaster.start()
+    try:
+        async with broadcaster.subscribe(lambda notice: True) as notices:
+
+            def commit(tag: str, count: int) -> None:
+                broadcaster.publish(
+                    [live.Notice("task_raised", "ws", f"{tag}{n}", "acct") for n in range(count)]
+                )
+
+            # Five one-notice commits, then three of 20: all queued before the sender runs.
+            for n in range(5):
+                commit(f"a{n}-", 1)
+            for tag in "xyz":
+                commit(tag, 20)
+            received = [(await asyncio.wait_for(anext(notices), 10)).id for _ in range(65)]
+    finally:
+        await broadcaster.stop()
+    expected = [f"a{n}-0" for n in range(5)] + [f"{t}{n}" for t in "xyz" for n in range(20)]
+    assert received == expected
+    # 5 + 20 fit in one NOTIFY (25 <= 30); each further 20 needs its own.
+    assert heard == [25, 20, 20]
