@@ -21,7 +21,7 @@ class Account(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     name: str = Field(max_length=200)
     domain: str | None = Field(default=None, max_length=253)
     segment: str = Field(default="mid_touch", max_length=20)
@@ -41,8 +41,8 @@ class AccountOwner(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
-    account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE", index=True)
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
+    account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
     department: str = Field(max_length=40)
     user_id: str = Field(max_length=200)
     user_name: str | None = Field(default=None, max_length=200)
@@ -56,8 +56,8 @@ class AccountExternalId(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
-    account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE", index=True)
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
+    account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
     source: str = Field(max_length=100)
     external_id: str = Field(max_length=200)
 

@@ -26,7 +26,7 @@ class OperationalPlan(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     department: str = Field(max_length=40)
     quarter: str = Field(max_length=7)
     summary: str | None = Field(default=None, max_length=2000)
@@ -107,7 +107,7 @@ class WeeklyUpdate(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("workspace_id", "goal_id", "week"),)
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     plan_id: uuid.UUID = Field(foreign_key="operational_plans.id", ondelete="CASCADE")
     goal_id: uuid.UUID = Field(foreign_key="operational_goals.id", ondelete="CASCADE")
     week: date

@@ -23,7 +23,7 @@ class Opportunity(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
     source: str = Field(max_length=100)
     external_id: str = Field(max_length=200)
@@ -54,7 +54,7 @@ class Contract(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
     starts_on: date
     ends_on: date

@@ -20,7 +20,7 @@ class ForecastOverride(SQLModel, table=True):
     __table_args__ = (Index("ix_forecast_overrides_contract", "workspace_id", "contract_id", "id"),)
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     contract_id: uuid.UUID = Field(foreign_key="contracts.id", ondelete="CASCADE")
     account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
     probability: int | None = None
@@ -39,7 +39,7 @@ class ForecastSnapshot(SQLModel, table=True):
     __table_args__ = (Index("ix_forecast_snapshots_workspace", "workspace_id", "id"),)
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     kind: str = Field(max_length=20)  # manual | scheduled
     taken_by: str = Field(max_length=200)
     as_of: date

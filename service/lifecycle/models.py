@@ -24,7 +24,7 @@ class Department(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("workspace_id", "key"),)
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     key: str = Field(max_length=40)
     name: str = Field(max_length=100)
 
@@ -34,7 +34,7 @@ class Stage(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("workspace_id", "key"),)
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     key: str = Field(max_length=40)
     name: str = Field(max_length=100)
     position: int
@@ -66,7 +66,7 @@ class LifecycleEvent(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     source: str = Field(max_length=100)
     external_id: str = Field(max_length=200)
     type: str = Field(max_length=60)

@@ -47,7 +47,7 @@ class SubscriptionEventType(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     subscription_id: uuid.UUID = Field(foreign_key="subscriptions.id", ondelete="CASCADE")
     event_type: str = Field(max_length=60)
     department: str | None = Field(default=None, max_length=40)

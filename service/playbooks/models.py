@@ -17,7 +17,7 @@ class PlaybookVersion(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("workspace_id", "version"),)
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     version: int
     name: str = Field(max_length=200)
     document: dict[str, Any] = json_field(dict)

@@ -20,7 +20,7 @@ class Task(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     account_id: uuid.UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
     kind: str = Field(default="task", max_length=40)
     title: str = Field(max_length=300)

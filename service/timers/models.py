@@ -33,7 +33,7 @@ class Timer(SQLModel, table=True):
     )
 
     id: uuid.UUID = id_field()
-    workspace_id: uuid.UUID = workspace_field()
+    workspace_id: uuid.UUID = workspace_field(own_index=False)
     kind: str = Field(max_length=60)
     key: str = Field(max_length=300)
     account_id: uuid.UUID | None = Field(

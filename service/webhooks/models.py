@@ -52,7 +52,7 @@ class WebhookMappingVersion(SQLModel, table=True):
 
     id: uuid.UUID = id_field()
     workspace_id: uuid.UUID = workspace_field()
-    source_id: uuid.UUID = Field(foreign_key="webhook_sources.id", ondelete="CASCADE", index=True)
+    source_id: uuid.UUID = Field(foreign_key="webhook_sources.id", ondelete="CASCADE")
     version: int
     mapping: dict[str, Any] = json_field(dict)
     changed_by: str | None = Field(default=None, max_length=200)
