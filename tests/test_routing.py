@@ -63,3 +63,40 @@ def test_literal_prefixes_follow_routes_added_later():
         return []
 
     assert router.literal_prefixes() == ("/v1/things", "/v1/things/")
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/v1/tasks", "", "/v1/tasks"),
+        ("/api/v1/tasks", "/api", "/v1/tasks"),
+        ("/api", "/api", ""),
+        ("/apiary/v1/tasks", "/api", "/apiary/v1/tasks"),  # not under the root path
+        ("/v1/tasks", "/api", "/v1/tasks"),
+    ],
+)
+def test_route_path_is_starlettes(path, root_path, expected):
+    from starlette._utils import get_route_path
+
+    from service.kit.routing import _route_path
+
+    scope = {"type": "http", "path": path, "root_path": root_path}
+    assert _route_path(scope) == expected == get_route_path(scope)
+
+
+async def test_routes_still_match_under_a_root_path(db, workspace):
+    """Behind a proxy that mounts the app under a prefix (uvicorn --root-path)."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from service.app import create_app
+    from service.config import Settings
+
+    app = create_app(Settings(database_url=db.url, scheduler_enabled=False), engine=db.engine)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, root_path="/api")
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            headers = {"Authorization": f"Bearer {workspace.key}"}
+            answer = await client.get("/api/v1/tasks", headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert (await client.get("/api/v1/nothing-here", headers=headers)).status_code == 404

@@ -18,12 +18,15 @@ from starlette.types import Scope
 
 
 def _route_path(scope: Scope) -> str:
-    """The path routes match against: the request's path below the app's root path."""
+    """The path routes match against (as Starlette computes it): the request's path below
+    the app's root path, when the path is under it."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        return path[len(root_path) :]
-    return path
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
 
 
 class PrefixedRouter(APIRouter):
