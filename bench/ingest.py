@@ -42,11 +42,13 @@ many 429/503 carried Retry-After, and CPU per wall second (1.00 = one full core)
 load process, the target server and all of PostgreSQL, read from /proc: on two cores, a
 load near 1.00 means the client, not the server, was the limit.
 
-Then Quarterback/baseline ratios, the issue's aims (as information), and a ledger per
-variant: sent = 2xx + refused with a status (no transport errors), and the distinct events
-stored for the variant (``lifecycle_events`` of the source, or the baseline's event table)
-equal the 2xx answers, with no duplicate rows: nothing lost, nothing doubled, nothing
-refused yet stored. A ledger that does not balance makes the exit code 1.
+Then Quarterback/baseline ratios, the CPU milliseconds per accepted event of each server
+and of PostgreSQL with 8 senders, the issue's aims (as information, with the cores half the
+ceiling's rate would take at that CPU per event), and a ledger per variant: sent = 2xx +
+refused with a status (no transport errors), and the distinct events stored for the variant
+(``lifecycle_events`` of the source, or the baseline's event table) equal the 2xx answers,
+with no duplicate rows: nothing lost, nothing doubled, nothing refused yet stored. A ledger
+that does not balance makes the exit code 1.
 
 The script creates a throwaway database ``qb_bench_<hex>``, migrates it, creates a
 workspace and the two sources through the service functions, starts both servers on free
@@ -735,6 +737,19 @@ def report_ratios(results: list[Result], concurrencies: Sequence[int]) -> None:
         )
 
 
+def report_cpu_per_event(results: list[Result]) -> None:
+    """CPU milliseconds per accepted event, ours and PostgreSQL's, with 8 senders: what a
+    throughput costs in cores, whatever the machine's speed that day."""
+    print("\nCPU per accepted event, closed c8 (server process; all of PostgreSQL):")
+    for name in ("qb-standard", "qb-hubspot", "baseline", "baseline-deep"):
+        c8 = _find(results, name, "closed", 8)
+        if c8 is None or not c8.accepted_rate or math.isnan(c8.server_cpu):
+            continue
+        server_ms = c8.server_cpu / c8.accepted_rate * 1000
+        postgres_ms = c8.postgres_cpu / c8.accepted_rate * 1000
+        print(f"  {name:<14} server {server_ms:5.2f} ms   postgres {postgres_ms:5.2f} ms")
+
+
 def report_aims(results: list[Result], concurrencies: Sequence[int]) -> None:
     """Issue 7 point 6's aims, per Quarterback target: information, not the exit code."""
     print("\nAims of issue 7.6 (information only; the exit code is the ledger's):")
@@ -745,6 +760,15 @@ def report_aims(results: list[Result], concurrencies: Sequence[int]) -> None:
         if ours and base and base.accepted_rate:
             share = ours.accepted_rate / base.accepted_rate
             checks.append(f"throughput c{top} {share:.2f} x ceiling (aim >= 0.5)")
+        c8, base8 = _find(results, name, "closed", 8), _find(results, "baseline", "closed", 8)
+        if c8 and base8 and c8.accepted_rate and not math.isnan(c8.server_cpu):
+            # At this CPU per event, the cores half the ceiling's rate would take.
+            per_event = (c8.server_cpu + c8.postgres_cpu) / c8.accepted_rate
+            cores = per_event * 0.5 * base8.accepted_rate
+            checks.append(
+                f"0.5 x ceiling ({0.5 * base8.accepted_rate:.0f}/s) at c8's CPU per event "
+                f"would take {cores:.1f} cores of server and PostgreSQL ({os.cpu_count()} here)"
+            )
         if c8 := _find(results, name, "closed", 8):
             checks.append(f"p99 c8 {c8.percentiles_ms['p99']:.1f} ms (aim <= 50)")
         if c64 := _find(results, name, "closed", 64):
@@ -877,6 +901,7 @@ async def bench(url: str, args: argparse.Namespace, workdir: Path) -> bool:
                 print(f"\n{name} answered 5xx {failed} times; the end of its log:\n{tail(log)}")
     report(results)
     report_ratios(results, args.concurrency)
+    report_cpu_per_event(results)
     report_aims(results, args.concurrency)
     return report_ledger(await ledger(url, seeded, results))
 
