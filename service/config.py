@@ -65,6 +65,15 @@ class Settings(BaseSettings):
         description="Extra PostgreSQL connections a worker may open in a burst, closed again "
         "when returned (QB_DB_MAX_OVERFLOW).",
     )
+    db_pool_timeout_seconds: float = Field(
+        # A request that waits this long for a connection is answered 503 with Retry-After
+        # (service/errors.py) rather than held until its client gives up.
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request waits for a free PostgreSQL connection before it is "
+        "answered 503 (QB_DB_POOL_TIMEOUT_SECONDS).",
+    )
     public_url: str | None = Field(
         default=None, description="Public base URL, used in printed examples and links."
     )

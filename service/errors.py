@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("quarterback.errors")
@@ -179,6 +180,16 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("database unavailable: %s", exc.orig)
         body = problem(
             503, "service_unavailable", "Service unavailable", "the database is busy; retry"
+        )
+        return problem_response(body, {"Retry-After": "1"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every connection of this worker's pool stayed busy for QB_DB_POOL_TIMEOUT_SECONDS:
+        # overload, not a fault of the request.
+        logger.warning("no database connection free in time: %s", exc)
+        body = problem(
+            503, "service_unavailable", "Service unavailable", "the server is busy; retry"
         )
         return problem_response(body, {"Retry-After": "1"})
 

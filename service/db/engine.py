@@ -26,6 +26,7 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     options: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
         "pool_pre_ping": False,
         # asyncpg keeps prepared statements per connection; the statement cache makes reuse cheap.
         "connect_args": {"server_settings": {"application_name": "quarterback"}},
