@@ -13,7 +13,8 @@ with COPY. Then, in the same run, one request or query at a time:
   probabilities, categories, fiscal quarters, exact money, JSON, auth and all.
 * ``raw grouped``: a hand-written SQL aggregate over the same rows through asyncpg: contracts
   joined to accounts and owners, a probability from the contract alone, grouped by fiscal
-  quarter, owner and category. It computes no signals, so it is a floor, not an equal.
+  quarter, owner and category. It computes no signals, so it is a floor, not an equal. It
+  runs with the memory the service gives its whole-workspace statements (``work_mem``).
 * ``http drill-down``: ``GET /v1/forecasts/renewals/accounts?owner=<one owner>`` (the first
   page of one owner's renewals with their signals).
 * ``raw drill-down``: one owner's renewals by hand, the same floor for the list.
@@ -443,10 +444,15 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
             owner=owner,
             limit=50,
         )
-        # The plans the service gets: custom ones for the grouped forecast (and the raw
-        # queries), PostgreSQL's choice for the drill-down (see _plan_for_these_values).
+        # The plans and memory the service gets: custom plans and WHOLE_WORKSPACE_WORK_MEM
+        # for the grouped forecast (and, alike, for the raw queries), PostgreSQL's choice for
+        # the drill-down (see _plan_for_these_values).
         connection = await asyncpg.connect(
-            throwaway.asyncpg_dsn(url), server_settings={"plan_cache_mode": "force_custom_plan"}
+            throwaway.asyncpg_dsn(url),
+            server_settings={
+                "plan_cache_mode": "force_custom_plan",
+                "work_mem": forecasts_service.WHOLE_WORKSPACE_WORK_MEM,
+            },
         )
         as_service_plans = await asyncpg.connect(throwaway.asyncpg_dsn(url))
         drill_statement = await as_service_plans.prepare(drill_sql[0])

@@ -702,3 +702,31 @@ def test_account_page_cursors_are_the_json_pair_and_read_back(value, contract_id
     assert cursor == base64.urlsafe_b64encode(as_json.encode()).decode().rstrip("=")
     sort = "renewal_date" if isinstance(value, date) else "arr"
     assert _decode_cursor(cursor, sort) == (value, contract_id)
+
+
+async def test_whole_workspace_statements_get_memory_for_the_transaction_only(db):
+    """PostgreSQL: a custom plan and at least WHOLE_WORKSPACE_WORK_MEM for sorts and hashes,
+    never lowering a larger setting, and gone when the transaction ends."""
+    from sqlalchemy import text
+
+    from service.forecasts.service import WHOLE_WORKSPACE_WORK_MEM, _plan_for_these_values
+
+    if db.dialect != "postgresql":
+        pytest.skip("settings of PostgreSQL's")
+
+    async def setting(session, name: str) -> str:
+        return (await session.execute(text(f"SHOW {name}"))).scalar_one()
+
+    async with db.sessionmaker() as session, session.begin():
+        default = await setting(session, "work_mem")
+    async with db.sessionmaker() as session:
+        async with session.begin():
+            await session.execute(text("SET LOCAL work_mem = '1MB'"))
+            await _plan_for_these_values(session)
+            assert await setting(session, "work_mem") == WHOLE_WORKSPACE_WORK_MEM
+            assert await setting(session, "plan_cache_mode") == "force_custom_plan"
+        async with session.begin():
+            assert await setting(session, "work_mem") == default
+            await session.execute(text("SET LOCAL work_mem = '256MB'"))
+            await _plan_for_these_values(session)
+            assert await setting(session, "work_mem") == "256MB"
