@@ -737,17 +737,25 @@ def report_ratios(results: list[Result], concurrencies: Sequence[int]) -> None:
         )
 
 
+def _cpu_per_event(result: Result | None) -> tuple[float, float] | None:
+    """CPU seconds per accepted event of the server and of PostgreSQL (None without /proc
+    or without an accepted event)."""
+    if result is None or not result.accepted_rate or math.isnan(result.server_cpu):
+        return None
+    return (
+        result.server_cpu / result.accepted_rate,
+        result.postgres_cpu / result.accepted_rate,
+    )
+
+
 def report_cpu_per_event(results: list[Result]) -> None:
     """CPU milliseconds per accepted event, ours and PostgreSQL's, with 8 senders: what a
     throughput costs in cores, whatever the machine's speed that day."""
     print("\nCPU per accepted event, closed c8 (server process; all of PostgreSQL):")
     for name in ("qb-standard", "qb-hubspot", "baseline", "baseline-deep"):
-        c8 = _find(results, name, "closed", 8)
-        if c8 is None or not c8.accepted_rate or math.isnan(c8.server_cpu):
-            continue
-        server_ms = c8.server_cpu / c8.accepted_rate * 1000
-        postgres_ms = c8.postgres_cpu / c8.accepted_rate * 1000
-        print(f"  {name:<14} server {server_ms:5.2f} ms   postgres {postgres_ms:5.2f} ms")
+        if (cost := _cpu_per_event(_find(results, name, "closed", 8))) is not None:
+            server_ms, postgres_ms = (seconds * 1000 for seconds in cost)
+            print(f"  {name:<14} server {server_ms:5.2f} ms   postgres {postgres_ms:5.2f} ms")
 
 
 def report_aims(results: list[Result], concurrencies: Sequence[int]) -> None:
@@ -761,15 +769,14 @@ def report_aims(results: list[Result], concurrencies: Sequence[int]) -> None:
             share = ours.accepted_rate / base.accepted_rate
             checks.append(f"throughput c{top} {share:.2f} x ceiling (aim >= 0.5)")
         c8, base8 = _find(results, name, "closed", 8), _find(results, "baseline", "closed", 8)
-        if c8 and base8 and c8.accepted_rate and not math.isnan(c8.server_cpu):
+        if base8 and (cost := _cpu_per_event(c8)) is not None:
             # At this CPU per event, the cores half the ceiling's rate would take.
-            per_event = (c8.server_cpu + c8.postgres_cpu) / c8.accepted_rate
-            cores = per_event * 0.5 * base8.accepted_rate
+            cores = sum(cost) * 0.5 * base8.accepted_rate
             checks.append(
                 f"0.5 x ceiling ({0.5 * base8.accepted_rate:.0f}/s) at c8's CPU per event "
                 f"would take {cores:.1f} cores of server and PostgreSQL ({os.cpu_count()} here)"
             )
-        if c8 := _find(results, name, "closed", 8):
+        if c8:
             checks.append(f"p99 c8 {c8.percentiles_ms['p99']:.1f} ms (aim <= 50)")
         if c64 := _find(results, name, "closed", 64):
             bad = c64.sent - c64.statuses["2xx"]

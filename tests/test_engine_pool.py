@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import event, text
 
+from service.app import create_app
 from service.config import Settings
 from service.db.engine import create_engine
 from tests.conftest import POSTGRES_URL
@@ -41,11 +44,6 @@ async def test_a_full_pool_reuses_its_connections_burst_after_burst(monkeypatch)
 @pytest.mark.skipif(not POSTGRES_URL, reason="QB_TEST_POSTGRES_URL is not set")
 async def test_a_request_that_finds_no_free_connection_gets_503_with_retry_after(db, workspace):
     """Overload, not a fault: every connection busy for QB_DB_POOL_TIMEOUT_SECONDS."""
-    import httpx
-    from asgi_lifespan import LifespanManager
-
-    from service.app import create_app
-
     if db.dialect != "postgresql":
         pytest.skip("the pool settings are PostgreSQL's")
     settings = Settings(

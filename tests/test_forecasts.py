@@ -16,9 +16,16 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from service.deals.models import Opportunity
 from service.forecasts.schemas import RenewalForecast
+from service.forecasts.service import (
+    WHOLE_WORKSPACE_WORK_MEM,
+    _decode_cursor,
+    _encode_cursor,
+    _plan_for_these_values,
+)
 from service.playbooks import document as playbook_document
 from service.tasks.models import Task
 from tests import factories
@@ -694,8 +701,6 @@ async def test_net_retention_view_adds_expansion_pipeline(client, db, workspace,
 def test_account_page_cursors_are_the_json_pair_and_read_back(value, contract_id):
     """Cursors are base64 of the JSON pair [sort value, contract id]: the same text as before
     they were written by hand, so a cursor handed out by an older process still reads."""
-    from service.forecasts.service import _decode_cursor, _encode_cursor
-
     cursor = _encode_cursor(value, contract_id)
     plain = value.isoformat() if isinstance(value, date) else value
     as_json = json.dumps([plain, str(contract_id)])
@@ -707,10 +712,6 @@ def test_account_page_cursors_are_the_json_pair_and_read_back(value, contract_id
 async def test_whole_workspace_statements_get_memory_for_the_transaction_only(db):
     """PostgreSQL: a custom plan and at least WHOLE_WORKSPACE_WORK_MEM for sorts and hashes,
     never lowering a larger setting, and gone when the transaction ends."""
-    from sqlalchemy import text
-
-    from service.forecasts.service import WHOLE_WORKSPACE_WORK_MEM, _plan_for_these_values
-
     if db.dialect != "postgresql":
         pytest.skip("settings of PostgreSQL's")
 

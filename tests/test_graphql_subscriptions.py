@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from websockets.exceptions import ConnectionClosed
 
 from service.accounts import service as accounts_service
@@ -285,8 +286,6 @@ async def test_commits_queued_behind_a_notify_share_the_next_one(db, monkeypatch
     NOTICES_PER_NOTIFY a NOTIFY, in order and none lost."""
     if db.dialect != "postgresql":
         pytest.skip("only PostgreSQL sends notices with NOTIFY")
-    from sqlalchemy.engine import make_url
-
     heard: list[int] = []  # notices per NOTIFY this broadcaster hears back
     original = live.PostgresBroadcaster._heard
 

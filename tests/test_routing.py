@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
 
-from service.kit.routing import PrefixedRouter
+from service.app import create_app
+from service.config import Settings
+from service.kit.routing import PrefixedRouter, _route_path
 
 
 @pytest.fixture
@@ -76,22 +81,12 @@ def test_literal_prefixes_follow_routes_added_later():
     ],
 )
 def test_route_path_is_starlettes(path, root_path, expected):
-    from starlette._utils import get_route_path
-
-    from service.kit.routing import _route_path
-
     scope = {"type": "http", "path": path, "root_path": root_path}
     assert _route_path(scope) == expected == get_route_path(scope)
 
 
 async def test_routes_still_match_under_a_root_path(db, workspace):
     """Behind a proxy that mounts the app under a prefix (uvicorn --root-path)."""
-    import httpx
-    from asgi_lifespan import LifespanManager
-
-    from service.app import create_app
-    from service.config import Settings
-
     app = create_app(Settings(database_url=db.url, scheduler_enabled=False), engine=db.engine)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, root_path="/api")

@@ -941,7 +941,8 @@ async def renewal_accounts(
         values |= {_AFTER_VALUE: value, _AFTER_CONTRACT.key: after}
     statement = _page_statement(ctx, sort, descending, after_cursor=bool(cursor))
     # A Core result, as for the grouped forecast: plain rows, no ORM loading.
-    rows = (await (await session.connection()).execute(statement, values)).all()
+    connection = await session.connection()
+    rows = (await connection.execute(statement, values)).all()
     if rows and rows[0].unknown_currencies:
         _check_rates(settings, await _currencies(session, ctx))
     next_cursor = None
