@@ -13,7 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.accounts.models import Account, AccountExternalId, AccountOwner, StageTransition
 from service.deals.models import Contract, Opportunity
-from service.forecasts.models import ForecastOverride
+from service.forecasts.models import (
+    ForecastOverride,
+    RenewalFact,
+    RenewalFactsStale,
+    RenewalFactsState,
+)
 from service.lifecycle.models import LifecycleEvent, Stage
 from service.outbound.models import (
     DeliveryAttempt,
@@ -74,6 +79,9 @@ stage_transitions = table_of(StageTransition)
 opportunities = table_of(Opportunity)
 contracts = table_of(Contract)
 forecast_overrides = table_of(ForecastOverride)
+renewal_facts = table_of(RenewalFact)
+renewal_facts_state = table_of(RenewalFactsState)
+renewal_facts_stale = table_of(RenewalFactsStale)
 stages = table_of(Stage)
 lifecycle_events = table_of(LifecycleEvent)
 tasks = table_of(Task)

@@ -2,10 +2,12 @@
 
 One statement (`_renewals`) computes, per contract renewing in the window, every signal the
 playbook weighs, the probability (percentage points, clamped to 0-100, or a CSM's override)
-and the category. The grouped forecast and the per-account list both select from it, so their
-numbers agree by construction. Sums are integer cents (Money columns) added up in SQL and
-grouped by currency as well; Python only converts each currency's sums with the configured
-Decimal rate and adds the converted groups together, so money never passes through a float.
+and the category, from the contract's renewal facts (service.forecasts.facts, brought up to
+date by `_context` before anything reads them). The grouped forecast and the per-account
+list both select from it, so their numbers agree by construction. Sums are integer cents
+(Money columns) added up in SQL and grouped by currency as well; Python only converts each
+currency's sums with the configured Decimal rate and adds the converted groups together, so
+money never passes through a float.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
     Integer,
     Numeric,
     String,
@@ -30,25 +31,26 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     extract,
     func,
     literal,
     or_,
     select,
     text,
-    type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import Select, Subquery
 from sqlmodel import col
 
-from service.accounts.models import Account, AccountOwner
+from service.accounts.models import AccountOwner
 from service.db import tables
 from service.db.types import utcnow
-from service.deals.models import Contract, Opportunity
+from service.deals.models import Contract
 from service.errors import InvalidInput, NotFound
+from service.forecasts import facts
 from service.forecasts.models import ForecastOverride
-from service.forecasts.plan_signals import AT_RISK, HEALTH_NAMES, OFF_TRACK, ON_TRACK, plan_facts
+from service.forecasts.plan_signals import AT_RISK, HEALTH_NAMES, OFF_TRACK, ON_TRACK
 from service.forecasts.retention import expansion_pipeline, retention_fields
 from service.forecasts.settings import (
     ALL_CATEGORIES,
@@ -57,17 +59,13 @@ from service.forecasts.settings import (
 )
 from service.forecasts.sqldates import fenced, unindexed
 from service.kit.dates import local_today
-from service.plans.models import SuccessPlan
 from service.playbooks import service as playbooks_service
-from service.tasks.models import Task
 from service.workspaces.models import Workspace
 
 GROUP_BY = ("quarter", "month", "owner", "segment", "category", "stage", "currency")
 SORTS = ("renewal_date", "arr", "probability")
 INCLUDE = ("expansion",)
 MAX_WINDOW_DAYS = 5 * 366
-OPEN_TASK = ("open", "in_progress")
-ESCALATION = "escalation"
 _RATE_SCALE = 10**6  # rates have at most six decimal places (playbook schema)
 
 
@@ -125,12 +123,24 @@ async def _plan_for_these_values(session: AsyncSession) -> None:
         await connection.execute(_FOR_WHOLE_WORKSPACE, {"work_mem": WHOLE_WORKSPACE_WORK_MEM})
 
 
-_WORKSPACE_FOR_FORECAST = select(
-    col(Workspace.playbook_version),
-    col(Workspace.timezone),
-    col(Workspace.fiscal_year_start_month),
-    col(Workspace.renewal_quarterback),
-).where(col(Workspace.id) == bindparam("id"))
+_held = tables.renewal_facts_state.c
+_WORKSPACE_FOR_FORECAST = (
+    select(
+        col(Workspace.playbook_version),
+        col(Workspace.timezone),
+        col(Workspace.fiscal_year_start_month),
+        col(Workspace.renewal_quarterback),
+        # Whether its renewal facts can be read as they are (facts.is_current), in the same
+        # round trip.
+        _held.as_of,
+        _held.renewal_owner,
+        exists()
+        .where(tables.renewal_facts_stale.c.workspace_id == col(Workspace.id))
+        .label("any_marked"),
+    )
+    .outerjoin(tables.renewal_facts_state, _held.workspace_id == col(Workspace.id))
+    .where(col(Workspace.id) == bindparam("id"))
+)
 
 
 async def _context(
@@ -157,36 +167,23 @@ async def _context(
         raise _invalid("to", f"the window ends ({ends_on}) before it starts ({starts_on})")
     if (ends_on - starts_on).days > MAX_WINDOW_DAYS:
         raise _invalid("to", "a forecast window spans at most five years")
+    renewal_owner = workspace.renewal_quarterback
+    held = (workspace.as_of, workspace.renewal_owner, bool(workspace.any_marked))
+    if not facts.is_current(held, as_of, renewal_owner):
+        await facts.bring_up_to_date(
+            session, workspace_id=workspace_id, as_of=as_of, renewal_owner=renewal_owner
+        )
     return _Context(
         workspace_id=workspace_id,
         settings=settings_from(playbook.document.get("forecast")),
         window=Window(starts_on, ends_on, as_of),
         fiscal_year_start_month=workspace.fiscal_year_start_month,
-        renewal_owner=workspace.renewal_quarterback,
+        renewal_owner=renewal_owner,
         owner=owner,
     )
 
 
 # --- the per-renewal statement -------------------------------------------------------------
-
-
-def _latest_per_contract(model: Any, value: Any, ws: Any, *where: Any) -> Subquery:
-    """The newest row's `value` per contract (ids are time-ordered), as a joinable table."""
-    rank = (
-        func.row_number()
-        .over(partition_by=col(model.contract_id), order_by=col(model.id).desc())
-        .label("rank")
-    )
-    ranked = (
-        select(col(model.contract_id).label("contract_id"), value.label("value"), rank)
-        .where(col(model.workspace_id) == ws, *where)
-        .subquery()
-    )
-    return (
-        select(ranked.c.contract_id, ranked.c.value)
-        .where(ranked.c.rank == 1)
-        .subquery(f"latest_{model.__tablename__}")
-    )
 
 
 # What a forecast statement is run with, as bound parameters: the statements are built once
@@ -200,7 +197,6 @@ _AS_OF = bindparam("forecast_as_of", type_=tables.contracts.c.ends_on.type)
 _SOON_UNTIL = bindparam("forecast_soon_until", type_=tables.contracts.c.ends_on.type)
 _STUCK_BEFORE = bindparam("forecast_stuck_before", type_=tables.accounts.c.stage_entered_at.type)
 _OWNER = bindparam("forecast_owner", type_=tables.account_owners.c.user_id.type)
-_RENEWAL_OWNER = bindparam("forecast_renewal_owner", type_=tables.account_owners.c.department.type)
 
 
 def _values(ctx: _Context) -> dict[str, Any]:
@@ -215,7 +211,6 @@ def _values(ctx: _Context) -> dict[str, Any]:
         _SOON_UNTIL.key: as_of + timedelta(days=settings.renewal_soon_days),
         _STUCK_BEFORE.key: datetime.combine(stuck_since, time.min, UTC),
         _OWNER.key: ctx.owner,
-        _RENEWAL_OWNER.key: ctx.renewal_owner,
     }
 
 
@@ -251,107 +246,56 @@ def _renewals(ctx: _Context) -> Subquery:
 def _build_renewals(ctx: _Context) -> Subquery:
     """One row per contract renewing in the window: its facts, signals, probability, category.
 
-    Per-account facts (tasks, plans, opportunities, overrides) are aggregated once and joined,
-    rather than looked up per contract, so the whole statement stays a few hash joins."""
+    The facts come from `renewal_facts` (brought up to date by `_context`); the signals that
+    depend on the day and the playbook's settings are computed here."""
     ws, settings = _WORKSPACE, ctx.settings
     weights = settings.weights
-    ends_on = col(Contract.ends_on)
-    # One owner's renewals are found through the owner's accounts. Planned without the
-    # values (a generic plan), the window's index on contracts looks as narrow as the owner's
-    # and PostgreSQL picked it: a scan of every renewal in the window (bench/forecast.py: the
-    # drill-down several times slower). Hidden from the planner, the window is a filter.
-    renews_on = unindexed(ends_on) if ctx.owner is not None else ends_on
+    facts_table = tables.renewal_facts.c
+    renewal_date = facts_table.renewal_date
+    # One owner's renewals are found by the owner's index. Planned without the values (a
+    # generic plan), the window's index looks as narrow as the owner's and PostgreSQL picked
+    # it: a scan of every renewal in the window (bench/forecast.py: 80 ms instead of 1).
+    # Hidden from the planner, the window is a filter.
+    renews_on = unindexed(renewal_date) if ctx.owner is not None else renewal_date
     in_window = [
-        col(Contract.workspace_id) == ws,
+        facts_table.workspace_id == ws,
         renews_on >= _STARTS_ON,
         renews_on <= _ENDS_ON,
     ]
-    owner_join = and_(
-        col(AccountOwner.workspace_id) == ws,
-        col(AccountOwner.account_id) == col(Contract.account_id),
-        col(AccountOwner.department) == _RENEWAL_OWNER,
-    )
     if ctx.owner is not None:
-        in_window.append(col(AccountOwner.user_id) == _OWNER)
-
-    def of_accounts(column: Any) -> list[Any]:
-        """Which accounts' facts to aggregate. Drilled down to one owner: that owner's
-        accounts (an index lookup). Otherwise the workspace's: a window is usually a year,
-        and one pass over the facts beats probing them once per renewing contract."""
-        if ctx.owner is None:
-            return []
-        owned = select(col(AccountOwner.account_id)).where(
-            col(AccountOwner.workspace_id) == ws,
-            col(AccountOwner.department) == _RENEWAL_OWNER,
-            col(AccountOwner.user_id) == _OWNER,
-        )
-        return [column.in_(owned)]
-
-    task_facts = (
-        select(
-            col(Task.account_id).label("account_id"),
-            func.sum(case((col(Task.due_on) < _AS_OF, 1), else_=0)).label("overdue"),
-            func.sum(case((col(Task.kind) == ESCALATION, 1), else_=0)).label("escalations"),
-        )
-        .where(
-            col(Task.workspace_id) == ws,
-            col(Task.status).in_(OPEN_TASK),
-            *of_accounts(col(Task.account_id)),
-        )
-        .group_by(col(Task.account_id))
-        .subquery("task_facts")
-    )
-    plans = plan_facts(ws, _AS_OF, *of_accounts(col(SuccessPlan.account_id)))
-    opportunity = _latest_per_contract(
-        Opportunity,
-        col(Opportunity.status),
-        ws,
-        col(Opportunity.kind) == "renewal",
-        *of_accounts(col(Opportunity.account_id)),
-    )
-    override = _latest_per_contract(
-        ForecastOverride,
-        col(ForecastOverride.probability),
-        ws,
-        *of_accounts(col(ForecastOverride.account_id)),
-    )
+        in_window.append(facts_table.owner_id == _OWNER)
     facts = (
         select(
-            col(Contract.id).label("contract_id"),
-            col(Contract.account_id).label("account_id"),
-            col(Account.name).label("account_name"),
-            ends_on.label("renewal_date"),
-            col(Contract.currency).label("currency"),
-            type_coerce(col(Contract.arr), BigInteger).label("arr_cents"),
-            col(Contract.status).label("status"),
-            col(Account.segment).label("segment"),
-            col(Account.stage).label("stage"),
-            col(AccountOwner.user_id).label("owner_id"),
-            col(AccountOwner.user_name).label("owner_name"),
-            case((col(Contract.auto_renew), 1), else_=0).label("auto_renew"),
-            func.coalesce(plans.c.outcomes_achieved, 0).label("outcomes_achieved"),
-            func.coalesce(plans.c.outcomes_missed, 0).label("outcomes_missed"),
-            plans.c.plan_health.label("plan_health"),
-            case((col(Account.stage_entered_at) < _STUCK_BEFORE, 1), else_=0).label("stuck"),
-            func.coalesce(task_facts.c.overdue, 0).label("overdue_tasks"),
-            func.coalesce(task_facts.c.escalations, 0).label("escalations"),
-            case((ends_on < _AS_OF, 1), else_=0).label("renewal_passed"),
-            case((and_(ends_on >= _AS_OF, ends_on <= _SOON_UNTIL), 1), else_=0).label(
+            *(
+                facts_table[name]
+                for name in (
+                    "contract_id",
+                    "account_id",
+                    "account_name",
+                    "renewal_date",
+                    "currency",
+                    "arr_cents",
+                    "status",
+                    "segment",
+                    "stage",
+                    "owner_id",
+                    "owner_name",
+                    "auto_renew",
+                    "outcomes_achieved",
+                    "outcomes_missed",
+                    "plan_health",
+                )
+            ),
+            case((facts_table.stage_entered_at < _STUCK_BEFORE, 1), else_=0).label("stuck"),
+            facts_table.overdue_tasks,
+            facts_table.escalations,
+            case((renewal_date < _AS_OF, 1), else_=0).label("renewal_passed"),
+            case((and_(renewal_date >= _AS_OF, renewal_date <= _SOON_UNTIL), 1), else_=0).label(
                 "renewal_soon"
             ),
-            opportunity.c.value.label("renewal_opportunity"),
-            override.c.value.label("override"),
+            facts_table.renewal_opportunity,
+            facts_table.override,
         )
-        .select_from(Contract)
-        .join(
-            Account,
-            and_(col(Account.id) == col(Contract.account_id), col(Account.workspace_id) == ws),
-        )
-        .join(AccountOwner, owner_join, isouter=ctx.owner is None)
-        .outerjoin(task_facts, task_facts.c.account_id == col(Contract.account_id))
-        .outerjoin(plans, plans.c.account_id == col(Contract.account_id))
-        .outerjoin(opportunity, opportunity.c.contract_id == col(Contract.id))
-        .outerjoin(override, override.c.contract_id == col(Contract.id))
         .where(*in_window)
         .subquery("facts")
     )
