@@ -20,12 +20,8 @@ from sqlalchemy import text
 
 from service.deals.models import Opportunity
 from service.forecasts.schemas import RenewalForecast
-from service.forecasts.service import (
-    WHOLE_WORKSPACE_WORK_MEM,
-    _decode_cursor,
-    _encode_cursor,
-    _plan_for_these_values,
-)
+from service.forecasts.service import _decode_cursor, _encode_cursor
+from service.forecasts.sqldates import WHOLE_WORKSPACE_WORK_MEM, plan_for_these_values
 from service.playbooks import document as playbook_document
 from service.tasks.models import Task
 from tests import factories
@@ -723,11 +719,11 @@ async def test_whole_workspace_statements_get_memory_for_the_transaction_only(db
     async with db.sessionmaker() as session:
         async with session.begin():
             await session.execute(text("SET LOCAL work_mem = '1MB'"))
-            await _plan_for_these_values(session)
+            await plan_for_these_values(session)
             assert await setting(session, "work_mem") == WHOLE_WORKSPACE_WORK_MEM
             assert await setting(session, "plan_cache_mode") == "force_custom_plan"
         async with session.begin():
             assert await setting(session, "work_mem") == default
             await session.execute(text("SET LOCAL work_mem = '256MB'"))
-            await _plan_for_these_values(session)
+            await plan_for_these_values(session)
             assert await setting(session, "work_mem") == "256MB"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import tables
 from service.deals.models import Opportunity
-from service.forecasts import facts
+from service.forecasts import facts, facts_schedule
 from service.plans.models import Measurement
 from service.tasks.models import Task
+from service.timers import service as timers_service
 from tests import factories
 
 FAR = date.today() + timedelta(days=200)
@@ -510,3 +511,66 @@ async def test_two_changes_to_one_account_do_not_wait_for_each_others_mark(clien
     item = await world.item()
     assert "auto_renew" in _effects(item) and "overdue_tasks" not in _effects(item)
     await _assert_stored_equals_live(db, workspace.id)
+
+
+async def _timers(db, workspace_id: uuid.UUID) -> dict[str, Any]:
+    async with db.engine.connect() as connection:
+        rows = await connection.execute(
+            select(tables.timers.c.key, tables.timers.c.status, tables.timers.c.due_at).where(
+                tables.timers.c.workspace_id == workspace_id,
+                tables.timers.c.kind == facts_schedule.FACTS_DAY_KIND,
+            )
+        )
+        return {row.key: row for row in rows}
+
+
+async def _held(db, workspace_id: uuid.UUID) -> Any:
+    async with db.engine.connect() as connection:
+        state = tables.renewal_facts_state
+        return (
+            await connection.execute(select(state).where(state.c.workspace_id == workspace_id))
+        ).one()
+
+
+async def test_a_worker_computes_each_new_days_facts_at_midnight(client, db, workspace):
+    world = await World(client, db, workspace).build()
+    await world.item()
+    tomorrow = date.today() + timedelta(days=1)
+    timers = await _timers(db, workspace.id)
+    assert list(timers) == [f"renewal_facts_day:{tomorrow}"]
+    midnight = timers[f"renewal_facts_day:{tomorrow}"].due_at
+    assert midnight == datetime.combine(tomorrow, time(0), UTC)  # the workspace is on UTC
+
+    await timers_service.run_due(db.sessionmaker, now=midnight, worker_id="w")
+    assert (await _timers(db, workspace.id))[f"renewal_facts_day:{tomorrow}"].status == "fired"
+    held = await _held(db, workspace.id)
+    assert (held.as_of, held.read_on) == (tomorrow, date.today())
+    # Tomorrow the task due yesterday is two days late, still one overdue task: the facts
+    # agree with the live tables as of tomorrow, and the chain goes on.
+    await _assert_stored_equals_live(db, workspace.id)
+    after = tomorrow + timedelta(days=1)
+    assert set(await _timers(db, workspace.id)) == {
+        f"renewal_facts_day:{tomorrow}",
+        f"renewal_facts_day:{after}",
+    }
+
+
+async def test_the_daily_timer_stops_where_nobody_forecasts(client, db, workspace):
+    world = await World(client, db, workspace).build()
+    await world.item()
+    tomorrow = date.today() + timedelta(days=1)
+    await _sql(
+        db,
+        update(tables.renewal_facts_state).values(
+            read_on=tomorrow - timedelta(days=facts_schedule.IDLE_DAYS + 1)
+        ),
+    )
+    held = await _held(db, workspace.id)
+    midnight = datetime.combine(tomorrow, time(0), UTC)
+    await timers_service.run_due(db.sessionmaker, now=midnight, worker_id="w")
+    assert (await _timers(db, workspace.id))[f"renewal_facts_day:{tomorrow}"].status == "fired"
+    assert (await _held(db, workspace.id)).as_of == held.as_of  # nothing computed
+    assert list(await _timers(db, workspace.id)) == [f"renewal_facts_day:{tomorrow}"]
+    # The next forecast reads today's facts again, and notes the read.
+    await world.item()
+    assert (await _held(db, workspace.id)).read_on == date.today()

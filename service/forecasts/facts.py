@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -50,6 +51,7 @@ from service.db.types import utcnow
 from service.deals.models import Contract, Opportunity
 from service.forecasts.models import ForecastOverride
 from service.forecasts.plan_signals import plan_facts
+from service.forecasts.sqldates import plan_for_these_values
 from service.plans.models import SuccessPlan
 from service.tasks.models import Task
 
@@ -198,14 +200,19 @@ _UPSERT_ALL = _upsert(some_accounts=False)
 _UPSERT_SOME = _upsert(some_accounts=True)
 _UNMARK_ALL = delete(_stale).where(_stale.c.workspace_id == _WORKSPACE)
 _TAKE_MARKS = _UNMARK_ALL.returning(_stale.c.account_id)
-_STATE = select(_state.c.as_of, _state.c.renewal_owner).where(_state.c.workspace_id == _WORKSPACE)
+_STATE = select(_state.c.as_of, _state.c.renewal_owner, _state.c.read_on).where(
+    _state.c.workspace_id == _WORKSPACE
+)
 _FORGET_STATE = delete(_state).where(_state.c.workspace_id == _WORKSPACE)
+_READ_ON = bindparam("facts_read_on", type_=_state.c.read_on.type)
 _RECORD_STATE = insert(_state).values(
     workspace_id=_WORKSPACE,
     as_of=_AS_OF,
     renewal_owner=_RENEWAL_OWNER,
     refreshed_at=bindparam("facts_refreshed_at", type_=_state.c.refreshed_at.type),
+    read_on=_READ_ON,
 )
+_NOTE_READ = update(_state).where(_state.c.workspace_id == _WORKSPACE).values(read_on=_READ_ON)
 # Two keys: this module's, and the workspace's (hashtext of its id; a collision only makes two
 # workspaces' refreshes take turns).
 _TAKE_TURNS = text(
@@ -222,27 +229,39 @@ def is_current(held: tuple[date | None, str | None, bool], as_of: date, renewal_
 
 async def bring_up_to_date(
     session: AsyncSession, *, workspace_id: uuid.UUID, as_of: date, renewal_owner: str
-) -> None:
+) -> bool:
     """Compute again what changed of the workspace's renewal facts, or all of them when they
-    are of another day or renewal department. Call it when `is_current` says they are not."""
+    are of another day or renewal department (then return True). Call it when `is_current`
+    says they are not."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await connection.execute(_TAKE_TURNS, {"workspace": str(workspace_id)})
     values = {_WORKSPACE.key: workspace_id, _AS_OF.key: as_of, _RENEWAL_OWNER.key: renewal_owner}
     # Read again after taking our turn: the refresh before ours may have done the work.
     held = (await connection.execute(_STATE, values)).first()
-    if held is None or tuple(held) != (as_of, renewal_owner):
-        await _refresh_all(connection, values)
-        return
+    read_on = held.read_on if held is not None else None
+    if held is None or (held.as_of, held.renewal_owner) != (as_of, renewal_owner):
+        await _refresh_all(session, values | {_READ_ON.key: read_on})
+        return True
     marked = list(set((await connection.execute(_TAKE_MARKS, values)).scalars()))
     if len(marked) > MOST_ACCOUNTS_REFRESHED_ONE_BY_ONE:
-        await _refresh_all(connection, values)
-    elif marked:
+        await _refresh_all(session, values | {_READ_ON.key: read_on})
+        return True
+    if marked:
         dialect = connection.dialect.name
         await connection.execute(_UPSERT_SOME[dialect], values | {_ACCOUNTS.key: marked})
+    return False
 
 
-async def _refresh_all(connection: AsyncConnection, values: dict[str, Any]) -> None:
+async def note_read(session: AsyncSession, *, workspace_id: uuid.UUID, on: date) -> None:
+    """Record that a forecast read the workspace's facts on day `on` (done once a day)."""
+    connection = await session.connection()
+    await connection.execute(_NOTE_READ, {_WORKSPACE.key: workspace_id, _READ_ON.key: on})
+
+
+async def _refresh_all(session: AsyncSession, values: dict[str, Any]) -> None:
+    await plan_for_these_values(session)
+    connection = await session.connection()
     # Marks first: a change committing after this point keeps its mark.
     await connection.execute(_UNMARK_ALL, values)
     written = await connection.execute(_UPSERT_ALL[connection.dialect.name], values)
@@ -271,4 +290,4 @@ async def _analyze_if_unknown(connection: AsyncConnection, written: int) -> None
         await connection.execute(text("ANALYZE renewal_facts"))
 
 
-__all__ = ["bring_up_to_date", "is_current", "live_facts"]
+__all__ = ["bring_up_to_date", "is_current", "live_facts", "note_read"]

@@ -106,7 +106,6 @@ class RenewalFact(SQLModel, table=True):
     __table_args__ = (
         Index("ix_renewal_facts_workspace_renewal", "workspace_id", "renewal_date"),
         Index("ix_renewal_facts_workspace_owner", "workspace_id", "owner_id"),
-        Index("ix_renewal_facts_workspace_account", "workspace_id", "account_id"),
     )
 
     contract_id: uuid.UUID = Field(foreign_key="contracts.id", ondelete="CASCADE", primary_key=True)
@@ -133,7 +132,8 @@ class RenewalFact(SQLModel, table=True):
 
 
 class RenewalFactsState(SQLModel, table=True):
-    """Which day, and which renewal department's owners, a workspace's renewal facts hold."""
+    """Which day, and which renewal department's owners, a workspace's renewal facts hold,
+    and when they were last read."""
 
     __tablename__ = "renewal_facts_state"
 
@@ -143,6 +143,9 @@ class RenewalFactsState(SQLModel, table=True):
     as_of: date
     renewal_owner: str = Field(max_length=40)
     refreshed_at: datetime = created_at_field()
+    # The last day a forecast read them: the daily timer stops a week after it
+    # (service.forecasts.facts_schedule).
+    read_on: date | None = None
 
 
 class RenewalFactsStale(SQLModel, table=True):

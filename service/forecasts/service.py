@@ -37,7 +37,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import Select, Subquery
@@ -48,7 +47,7 @@ from service.db import tables
 from service.db.types import utcnow
 from service.deals.models import Contract
 from service.errors import InvalidInput, NotFound
-from service.forecasts import facts
+from service.forecasts import facts, facts_schedule
 from service.forecasts.models import ForecastOverride
 from service.forecasts.plan_signals import AT_RISK, HEALTH_NAMES, OFF_TRACK, ON_TRACK
 from service.forecasts.retention import expansion_pipeline, retention_fields
@@ -57,7 +56,7 @@ from service.forecasts.settings import (
     ForecastSettings,
     settings_from,
 )
-from service.forecasts.sqldates import fenced, unindexed
+from service.forecasts.sqldates import fenced, plan_for_these_values, unindexed
 from service.kit.dates import local_today
 from service.playbooks import service as playbooks_service
 from service.workspaces.models import Workspace
@@ -92,37 +91,6 @@ def _invalid(field: str, message: str, place: str = "query") -> InvalidInput:
     )
 
 
-# Memory each sort and hash of a whole-workspace forecast statement may use before it spills to
-# disk. PostgreSQL's default of 4 MB spilled four of them at 1M renewals (the plan facts, the
-# latest opportunities, the groups, their order): 32 MB took the grouped statement from 4.98 to
-# 3.41 s there, and changed nothing measurable at 100k. Only ever raised, never lowered: a
-# database configured for more keeps it.
-WHOLE_WORKSPACE_WORK_MEM = "32MB"
-_FOR_WHOLE_WORKSPACE = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "CASE WHEN pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(:work_mem) "
-    "THEN set_config('work_mem', :work_mem, true) END"
-)
-
-
-async def _plan_for_these_values(session: AsyncSession) -> None:
-    """Have PostgreSQL plan the forecast's whole-workspace statements for their actual values,
-    with room to sort and hash them in memory.
-
-    The driver prepares statements, and after five runs PostgreSQL may switch to a generic
-    plan that ignores the window and the workspace: for a whole workspace's renewals that can
-    be far from the best plan for a narrow window. Planning anew costs a few milliseconds,
-    little beside such a statement. Both settings end with the request's transaction (the
-    `true` of set_config is SET LOCAL), in one round trip.
-
-    A drill-down into one owner does not need it: its statement reaches contracts only
-    through the owner's accounts (see `_build_renewals`), so the generic plan is the right
-    one, and planning would be a third of its cost."""
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        await connection.execute(_FOR_WHOLE_WORKSPACE, {"work_mem": WHOLE_WORKSPACE_WORK_MEM})
-
-
 _held = tables.renewal_facts_state.c
 _WORKSPACE_FOR_FORECAST = (
     select(
@@ -134,6 +102,7 @@ _WORKSPACE_FOR_FORECAST = (
         # round trip.
         _held.as_of,
         _held.renewal_owner,
+        _held.read_on,
         exists()
         .where(tables.renewal_facts_stale.c.workspace_id == col(Workspace.id))
         .label("any_marked"),
@@ -156,7 +125,7 @@ async def _context(
     if workspace is None:
         raise NotFound(f"workspace {workspace_id} not found")
     if owner is None:
-        await _plan_for_these_values(session)
+        await plan_for_these_values(session)
     playbook = await playbooks_service.playbook_in_force(
         session, workspace_id=workspace_id, version=workspace.playbook_version
     )
@@ -170,9 +139,18 @@ async def _context(
     renewal_owner = workspace.renewal_quarterback
     held = (workspace.as_of, workspace.renewal_owner, bool(workspace.any_marked))
     if not facts.is_current(held, as_of, renewal_owner):
-        await facts.bring_up_to_date(
+        computed_all = await facts.bring_up_to_date(
             session, workspace_id=workspace_id, as_of=as_of, renewal_owner=renewal_owner
         )
+        if computed_all:  # from now on, a worker computes each new day's facts
+            await facts_schedule.schedule_day(
+                session,
+                workspace_id=workspace_id,
+                day=as_of + timedelta(days=1),
+                timezone=workspace.timezone,
+            )
+    if workspace.read_on != as_of:
+        await facts.note_read(session, workspace_id=workspace_id, on=as_of)
     return _Context(
         workspace_id=workspace_id,
         settings=settings_from(playbook.document.get("forecast")),

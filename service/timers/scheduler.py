@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import service.forecasts.facts_schedule  # registers the renewal facts' daily timer kind
 import service.forecasts.snapshot_schedule  # registers the forecast snapshot timer kind
 import service.playbooks.time_rules
 import service.timers.events  # noqa: F401  (registers the `event` timer kind)

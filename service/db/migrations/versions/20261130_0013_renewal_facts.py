@@ -135,15 +135,13 @@ def _create_tables() -> None:
         batch_op.create_index(
             "ix_renewal_facts_workspace_owner", ["workspace_id", "owner_id"], unique=False
         )
-        batch_op.create_index(
-            "ix_renewal_facts_workspace_account", ["workspace_id", "account_id"], unique=False
-        )
     op.create_table(
         "renewal_facts_state",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
         sa.Column("as_of", sa.Date(), nullable=False),
         sa.Column("renewal_owner", _text(40), nullable=False),
         sa.Column("refreshed_at", service.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("read_on", sa.Date(), nullable=True),
         _workspace_fk("renewal_facts_state"),
         sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_renewal_facts_state")),
     )
@@ -248,7 +246,6 @@ def downgrade() -> None:
     op.drop_table("renewal_facts_stale")
     op.drop_table("renewal_facts_state")
     with op.batch_alter_table("renewal_facts", schema=None) as batch_op:
-        batch_op.drop_index("ix_renewal_facts_workspace_account")
         batch_op.drop_index("ix_renewal_facts_workspace_owner")
         batch_op.drop_index("ix_renewal_facts_workspace_renewal")
     op.drop_table("renewal_facts")
