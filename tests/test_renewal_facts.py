@@ -532,7 +532,9 @@ async def _held(db, workspace_id: uuid.UUID) -> Any:
         ).one()
 
 
-async def test_a_worker_computes_each_new_days_facts_at_midnight(client, db, workspace):
+async def test_a_worker_computes_each_new_days_facts_at_midnight(
+    client, db, workspace, monkeypatch
+):
     world = await World(client, db, workspace).build()
     await world.item()
     tomorrow = date.today() + timedelta(days=1)
@@ -541,6 +543,8 @@ async def test_a_worker_computes_each_new_days_facts_at_midnight(client, db, wor
     midnight = timers[f"renewal_facts_day:{tomorrow}"].due_at
     assert midnight == datetime.combine(tomorrow, time(0), UTC)  # the workspace is on UTC
 
+    # The handler reads the clock for the day (a timer may fire late): make it tomorrow.
+    monkeypatch.setattr(facts_schedule, "utcnow", lambda: midnight)
     await timers_service.run_due(db.sessionmaker, now=midnight, worker_id="w")
     assert (await _timers(db, workspace.id))[f"renewal_facts_day:{tomorrow}"].status == "fired"
     held = await _held(db, workspace.id)
@@ -555,7 +559,7 @@ async def test_a_worker_computes_each_new_days_facts_at_midnight(client, db, wor
     }
 
 
-async def test_the_daily_timer_stops_where_nobody_forecasts(client, db, workspace):
+async def test_the_daily_timer_stops_where_nobody_forecasts(client, db, workspace, monkeypatch):
     world = await World(client, db, workspace).build()
     await world.item()
     tomorrow = date.today() + timedelta(days=1)
@@ -567,6 +571,7 @@ async def test_the_daily_timer_stops_where_nobody_forecasts(client, db, workspac
     )
     held = await _held(db, workspace.id)
     midnight = datetime.combine(tomorrow, time(0), UTC)
+    monkeypatch.setattr(facts_schedule, "utcnow", lambda: midnight)
     await timers_service.run_due(db.sessionmaker, now=midnight, worker_id="w")
     assert (await _timers(db, workspace.id))[f"renewal_facts_day:{tomorrow}"].status == "fired"
     assert (await _held(db, workspace.id)).as_of == held.as_of  # nothing computed

@@ -7,9 +7,9 @@ request would take several times as long as a forecast (100k renewals: `new day`
 bench/forecast.py). A durable timer per day does it at midnight in the workspace's time zone.
 
 The chain starts when a forecast computes every contract's facts (the first one ever, or
-after a pause), and each fired timer sets the next. It stops once no forecast has read the
-facts for `IDLE_DAYS`: a workspace nobody forecasts for costs nothing, and its next forecast
-starts the chain again.
+after a pause), and each fired timer sets the next. It stops once no forecast (scheduled
+snapshots included) has read the facts for `IDLE_DAYS`: a workspace nobody forecasts for
+costs nothing, and its next forecast starts the chain again.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ async def fire_new_day(session: AsyncSession, timer: Timer) -> None:
     workspace = (await connection.execute(_WORKSPACE, {"workspace": timer.workspace_id})).first()
     if workspace is None:
         return
-    # The day the timer is for, or a later one if it fires late (after downtime).
-    day = max(date.fromisoformat(timer.payload["day"]), local_today(utcnow(), workspace.timezone))
+    # Today: the day the timer is for, or a later one if it fires late (after downtime).
+    day = local_today(utcnow(), workspace.timezone)
     if workspace.read_on is None or (day - workspace.read_on).days > IDLE_DAYS:
         return  # nobody forecasts here: the chain ends
     await facts.bring_up_to_date(
