@@ -129,6 +129,18 @@ async def test_every_source_table_has_its_triggers(db):
     assert expected <= found
 
 
+async def test_marks_are_vacuumed_often(db):
+    """A queue table: dead marks would slow every forecast's "any marked?" until vacuumed."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's autovacuum settings")
+    async with db.engine.connect() as connection:
+        options = await connection.scalar(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'renewal_facts_stale'")
+        )
+    assert "autovacuum_vacuum_scale_factor=0" in options
+    assert "autovacuum_vacuum_threshold=1000" in options
+
+
 class World:
     """One renewal with every kind of fact: an owner, an overdue task, a renewal opportunity,
     a success plan whose only outcome has no measurement yet (at risk), and a second renewal

@@ -9,9 +9,11 @@ now reads `renewal_facts`, and this module brings that table up to date first:
   transaction as any change to a row its facts come from, whichever code writes it;
 * before a forecast reads, the marked accounts' facts are computed again from the live
   tables (`live_facts`, the same statement the forecast used to run), and the marks go;
-* overdue tasks and plan health are facts as of a day, so the first forecast of a new day
-  in the workspace's timezone computes the whole workspace again, as does a change of the
-  department that owns renewals. `renewal_facts_state` records both.
+* overdue tasks and plan health are facts as of a day, so on a new day in the workspace's
+  time zone the whole workspace is computed again (by a worker at midnight,
+  service.forecasts.facts_schedule, else by the day's first forecast), as it is when the
+  department that owns renewals changes. `renewal_facts_state` records both, and the last
+  day a forecast read the facts.
 
 So a forecast is as fresh as a live query: a change committed before the forecast starts is
 in it. Marks are taken off before the facts are computed again, in the same transaction: a
