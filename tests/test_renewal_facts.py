@@ -591,3 +591,25 @@ async def test_the_daily_timer_stops_where_nobody_forecasts(client, db, workspac
     # The next forecast reads today's facts again, and notes the read.
     await world.item()
     assert (await _held(db, workspace.id)).read_on == date.today()
+
+
+async def test_deleting_a_workspace_takes_its_facts_and_leaves_anothers(
+    client, db, workspace, other_workspace
+):
+    """The cascade deletes every row the triggers watch: no mark may name the workspace
+    going away (it would break the foreign key), and another workspace keeps its facts."""
+    gone = await World(client, db, workspace).build()
+    kept = await World(client, db, other_workspace).build()
+    await gone.item()
+    await kept.item()
+    await _sql(db, delete(tables.workspaces).where(tables.workspaces.c.id == workspace.id))
+    async with db.engine.connect() as connection:
+        for table in (
+            tables.renewal_facts,
+            tables.renewal_facts_state,
+            tables.renewal_facts_stale,
+        ):
+            owners = set((await connection.execute(select(table.c.workspace_id))).scalars())
+            assert workspace.id not in owners
+    assert (await kept.item())["arr"] == "1000.00"
+    await _assert_stored_equals_live(db, other_workspace.id)

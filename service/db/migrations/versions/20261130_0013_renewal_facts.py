@@ -73,12 +73,15 @@ SOURCES = (
     ),
 )
 # Only where no mark is committed yet, and without a unique key to conflict on: two
-# transactions changing the same account must not wait for each other's mark.
+# transactions changing the same account must not wait for each other's mark. Nor for a
+# workspace being deleted: its cascade deletes every source row, and a mark would name a
+# workspace that is gone.
 _MARK = (
     "INSERT INTO renewal_facts_stale (workspace_id, account_id) "
     "SELECT m.workspace_id, m.account_id FROM ({account}) AS m WHERE NOT EXISTS ("
     "SELECT 1 FROM renewal_facts_stale s "
-    "WHERE s.workspace_id = m.workspace_id AND s.account_id = m.account_id)"
+    "WHERE s.workspace_id = m.workspace_id AND s.account_id = m.account_id) "
+    "AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = m.workspace_id)"
 )
 
 
