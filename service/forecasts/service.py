@@ -242,37 +242,17 @@ def _build_renewals(ctx: _Context) -> Subquery:
     ]
     if ctx.owner is not None:
         in_window.append(facts_table.owner_id == _OWNER)
+    # Every stored fact (the tenant key aside), and the signals of the day that the stored
+    # dates answer.
+    stored = (column for column in facts_table if column.key != "workspace_id")
     facts = (
         select(
-            *(
-                facts_table[name]
-                for name in (
-                    "contract_id",
-                    "account_id",
-                    "account_name",
-                    "renewal_date",
-                    "currency",
-                    "arr_cents",
-                    "status",
-                    "segment",
-                    "stage",
-                    "owner_id",
-                    "owner_name",
-                    "auto_renew",
-                    "outcomes_achieved",
-                    "outcomes_missed",
-                    "plan_health",
-                )
-            ),
+            *stored,
             case((facts_table.stage_entered_at < _STUCK_BEFORE, 1), else_=0).label("stuck"),
-            facts_table.overdue_tasks,
-            facts_table.escalations,
             case((renewal_date < _AS_OF, 1), else_=0).label("renewal_passed"),
             case((and_(renewal_date >= _AS_OF, renewal_date <= _SOON_UNTIL), 1), else_=0).label(
                 "renewal_soon"
             ),
-            facts_table.renewal_opportunity,
-            facts_table.override,
         )
         .where(*in_window)
         .subquery("facts")
